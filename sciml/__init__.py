@@ -1,0 +1,35 @@
+"""sciml: scientific machine learning on JAX, trained by one loop.
+
+Every model is an equinox pytree; `sciml.fit` trains all of them.
+"""
+
+import importlib as _importlib
+
+from . import nn as nn
+from ._data import AbstractData as AbstractData, Minibatches as Minibatches
+from ._fit import (
+    DivergenceError as DivergenceError,
+    FitInfo as FitInfo,
+    FitResult as FitResult,
+    Stage as Stage,
+    fit as fit,
+    param_labels as param_labels,
+)
+from ._serialise import load as load, save as save
+
+
+__version__ = "0.1.0"
+
+# Family subpackages import on first use, so `import sciml` (and the `sciml` command)
+# stays quick.
+_SUBPACKAGES = ("data", "kinetics", "ode", "operators", "pinn", "plot", "symbolic", "ensemble")
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return _importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'sciml' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBPACKAGES))

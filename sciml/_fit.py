@@ -1,0 +1,1001 @@
+"""`sciml.fit`: the one training loop every model in sciml is trained by.
+
+Design (see DESIGN.md, "The shared loop"):
+
+- The model is partitioned once into trainable leaves (the filter spec), frozen
+  arrays (passed to the compiled program, never baked in as constants) and static
+  non-array leaves (part of the program).
+- One compiled program runs `n` optimiser steps in a `lax.while_loop` whose trip count
+  `n` is a *runtime* argument, so the same executable serves every chunk length:
+  one step (to measure compile time), then chunks sized to take a fraction of a
+  second. A dynamic-length loop compiled as fast as a single jitted step here and ran
+  faster (benchmarks/fit_overhead.py), because Python dispatch leaves the hot loop.
+  Since every chunk runs the same executable, results do not depend on how the
+  steps were chunked, which is what makes resume bit-exact.
+- Python work (progress bar, history, callbacks, checkpoints) happens between chunks.
+- Per-step loss terms are written into a small on-device buffer inside the loop and
+  fetched once per chunk.
+- A step whose loss, gradient or updated parameters are non-finite is not applied;
+  the loop stops there and `fit` raises `DivergenceError` carrying the last finite
+  model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._data import AbstractData, FixedData, Minibatches, NoData, as_data
+from ._serialise import load as _load_tree, save as _save_tree
+
+
+PyTree = Any
+
+# Rows of the on-device history buffer, i.e. the most steps one chunk may run.
+_BUFFER = 1024
+# Wall time a chunk aims for: short enough for a live progress bar, long enough that
+# the per-chunk host round trip is negligible.
+_CHUNK_SECONDS = 0.25
+_CHECKPOINT_VERSION = 1
+
+
+class DivergenceError(FloatingPointError):
+    """Raised by `fit` when a step produces a non-finite loss, gradient or update.
+
+    **Attributes:**
+
+    - `step`: the global step (0-based) whose update was refused.
+    - `terms`: `{name: value}` of the loss and each aux term at that step.
+    - `model`: the last finite model (the parameters before that step).
+    - `history`: the history up to and including the bad step.
+    - `checkpoint`: path of the checkpoint holding the last finite state, or None.
+    """
+
+    def __init__(self, message, *, step, terms, model, history, checkpoint=None):
+        super().__init__(message)
+        self.step = step
+        self.terms = terms
+        self.model = model
+        self.history = history
+        self.checkpoint = checkpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One phase of training: an optimiser run for a number of steps.
+
+    Pass a sequence of stages as `fit`'s `optimiser` to run, e.g., Adam then L-BFGS
+    without writing a loop. The optimiser state starts fresh in each stage; the model
+    carries over.
+
+    **Arguments:**
+
+    - `optimiser`: any `optax.GradientTransformation`, `optax.lbfgs()` included.
+    - `steps`: number of optimiser steps in this stage.
+    - `loss`: optional loss for this stage only (e.g. a different loss weight);
+      defaults to `fit`'s `loss`.
+    - `data`: optional data for this stage only; defaults to `fit`'s `data`.
+    """
+
+    optimiser: optax.GradientTransformation
+    steps: int
+    loss: Callable | None = None
+    data: Any = dataclasses.field(default=None, repr=False)
+    has_data: bool = dataclasses.field(default=False, repr=False)
+
+    def __init__(self, optimiser, steps, *, loss=None, data=...):
+        object.__setattr__(self, "optimiser", optimiser)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "loss", loss)
+        object.__setattr__(self, "data", None if data is ... else data)
+        object.__setattr__(self, "has_data", data is not ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitInfo:
+    """What a callback sees between chunks.
+
+    `loss` and `terms` are those of the last step run; `history` is the history so far
+    (numpy arrays); returning `True` from a callback stops training.
+    """
+
+    step: int
+    stage: int
+    model: PyTree
+    loss: float
+    terms: dict
+    history: dict
+    elapsed: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What `fit` returns.
+
+    **Attributes:**
+
+    - `model`: the trained model, same structure as the input model.
+    - `history`: dict of numpy arrays, one entry per step: `"step"`, `"stage"`,
+      `"loss"`, one entry per aux term, `"time"` (seconds since the start of `fit`).
+    - `opt_state`: the optimiser state at the end of the last stage.
+    - `stopped`: `None` if every step ran, otherwise why training stopped early.
+    - `timings`: `"compile"` (seconds spent compiling, summed over stages),
+      `"total"` (wall time of `fit`), `"steps_per_second"` (steady state, compile
+      excluded).
+    """
+
+    model: PyTree
+    history: dict
+    opt_state: PyTree
+    stopped: str | None
+    timings: dict
+
+
+# ----------------------------------------------------------------------------------
+# The compiled program
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if eqx.is_inexact_array(x)]
+    if not leaves:
+        return jnp.asarray(True)
+    return jnp.stack(leaves).all()
+
+
+def _tree_where(pred, new, old):
+    return jax.tree.map(
+        lambda a, b: jnp.where(pred, a, b) if eqx.is_array(a) else a, new, old
+    )
+
+
+class _Program:
+    """The static half of one training stage: hashable, so `jax.jit` caches on it.
+
+    Two `fit` calls with the same loss, optimiser, model structure and data layout
+    build equal programs and reuse one compiled executable.
+    """
+
+    def __init__(
+        self,
+        *,
+        loss,
+        optimiser,
+        static,
+        data_static,
+        has_aux,
+        aux_names,
+        pass_step,
+        linesearch,
+        cache_value,
+        hist_dtype,
+        batch_sharding,
+    ):
+        self.loss = loss
+        self.optimiser = optimiser
+        self.static = static
+        self.data_static = data_static
+        self.has_aux = has_aux
+        self.aux_names = aux_names
+        self.pass_step = pass_step
+        self.linesearch = linesearch
+        self.cache_value = cache_value
+        self.hist_dtype = hist_dtype
+        self.batch_sharding = batch_sharding
+        static_leaves, static_def = jax.tree.flatten(static)
+        data_leaves, data_def = jax.tree.flatten(data_static)
+        self._key = (
+            loss,
+            tuple(optimiser),
+            static_def,
+            tuple(static_leaves),
+            data_def,
+            tuple(data_leaves),
+            has_aux,
+            aux_names,
+            pass_step,
+            linesearch,
+            cache_value,
+            np.dtype(hist_dtype).str,
+            batch_sharding,
+        )
+        self._hash = hash(self._key)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return self is other or (isinstance(other, _Program) and self._key == other._key)
+
+    def call_loss(self, model, batch, key, step):
+        kwargs = {"step": step} if self.pass_step else {}
+        out = self.loss(model, batch, key=key, **kwargs)
+        if self.has_aux:
+            value, aux = out
+        else:
+            value, aux = out, {}
+        return value, aux
+
+    def one_step(self, dyn, state, i):
+        step = state["step"]
+        params, opt_state = state["params"], state["opt_state"]
+        if self.linesearch:
+            batch, data_state = dyn["batch"], state["data_state"]
+            key = dyn["key_loss"]
+        else:
+            source = eqx.combine(dyn["data"], self.data_static)
+            batch, data_state = source.batch(state["data_state"], dyn["key_data"], step)
+            key = jax.random.fold_in(dyn["key_loss"], step)
+        if self.batch_sharding is not None and batch is not None:
+            batch = jax.tree.map(
+                lambda x: jax.lax.with_sharding_constraint(x, self.batch_sharding)
+                if jnp.ndim(x) > 0
+                else x,
+                batch,
+            )
+
+        def objective(p):
+            model = eqx.combine(p, dyn["frozen"], self.static)
+            return self.call_loss(model, batch, key, step)
+
+        def value_fn(p):
+            return objective(p)[0]
+
+        if self.cache_value:
+            # A line search already evaluated value and gradient at the accepted point.
+            value, grads = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
+            aux = objective(params)[1] if self.has_aux else {}
+        else:
+            (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        tx = optax.with_extra_args_support(self.optimiser)
+        updates, new_opt_state = tx.update(
+            grads, opt_state, params, value=value, grad=grads, value_fn=value_fn
+        )
+        new_params = optax.apply_updates(params, updates)
+        code = jnp.where(
+            ~jnp.isfinite(value),
+            1,
+            jnp.where(~_all_finite(grads), 2, jnp.where(~_all_finite(new_params), 3, 0)),
+        ).astype(jnp.int32)
+        ok = code == 0
+        row = jnp.stack(
+            [jnp.asarray(value, self.hist_dtype)]
+            + [jnp.asarray(aux[k], self.hist_dtype) for k in self.aux_names]
+        )
+        return dict(
+            params=_tree_where(ok, new_params, params),
+            opt_state=_tree_where(ok, new_opt_state, opt_state),
+            data_state=data_state,
+            step=step + ok.astype(step.dtype),
+            bad=code,
+            hist=state["hist"].at[i].set(row),
+        )
+
+
+def _run_impl(program: _Program, dyn, state, n):
+    def cond(carry):
+        i, st = carry
+        return (i < n) & (st["bad"] == 0)
+
+    def body(carry):
+        i, st = carry
+        return i + 1, program.one_step(dyn, st, i)
+
+    _, state = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), state))
+    return state
+
+
+_run = jax.jit(_run_impl, static_argnums=0, donate_argnums=2)
+
+
+# ----------------------------------------------------------------------------------
+# Input checks
+
+
+def _stored_value(opt_state):
+    """The objective value a line search keeps in its state (None if it keeps none)."""
+    try:
+        return optax.tree.get(opt_state, "value", None)
+    except KeyError:  # several line searches chained: do not reuse their values
+        return None
+
+
+def _check_steps(steps, where):
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer):
+        raise TypeError(f"sciml.fit: {where} must be a positive int, got {steps!r}.")
+    if steps <= 0:
+        raise ValueError(
+            f"sciml.fit: {where} must be a positive number of optimiser steps, got {steps}."
+        )
+
+
+def _check_optimiser(opt, where):
+    if not isinstance(opt, optax.GradientTransformation):
+        raise TypeError(
+            f"sciml.fit: {where} must be an optax.GradientTransformation such as "
+            f"optax.adam(1e-3) or optax.lbfgs(), got {opt!r} ({type(opt).__name__}). "
+            "Strategies are objects, not strings."
+        )
+
+
+def _normalise_stages(optimiser, steps, loss, data):
+    if isinstance(optimiser, Stage):
+        optimiser = [optimiser]
+    if isinstance(optimiser, Sequence) and not isinstance(optimiser, optax.GradientTransformation):
+        if steps is not None:
+            raise ValueError(
+                "sciml.fit: `steps` is given twice: once as `steps=` and once in the "
+                "stages. Give each sciml.Stage its steps and leave `steps` unset."
+            )
+        if not optimiser:
+            raise ValueError("sciml.fit: `optimiser` is an empty sequence of stages.")
+        stages = []
+        for i, st in enumerate(optimiser):
+            if not isinstance(st, Stage):
+                raise TypeError(
+                    f"sciml.fit: `optimiser[{i}]` must be a sciml.Stage(optimiser, steps), "
+                    f"got {st!r}."
+                )
+            _check_optimiser(st.optimiser, f"`optimiser[{i}].optimiser`")
+            _check_steps(st.steps, f"`optimiser[{i}].steps`")
+            stages.append(st)
+    else:
+        _check_optimiser(optimiser, "`optimiser`")
+        if steps is None:
+            raise TypeError("sciml.fit: missing `steps=`, the number of optimiser steps.")
+        _check_steps(steps, "`steps`")
+        stages = [Stage(optimiser, int(steps))]
+    out = []
+    for st in stages:
+        out.append(
+            (
+                st.optimiser,
+                int(st.steps),
+                st.loss if st.loss is not None else loss,
+                st.data if st.has_data else data,
+            )
+        )
+    return out
+
+
+def _normalise_key(key):
+    if isinstance(key, jax.Array):
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+            return key
+        if key.dtype == jnp.uint32 and key.shape == (2,):
+            return key
+    raise TypeError(
+        "sciml.fit: `key` must be a single JAX PRNG key, e.g. jax.random.key(0); "
+        f"got {key!r}."
+    )
+
+
+def _key_data(key):
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return [int(x) for x in np.asarray(key).ravel()]
+
+
+def _accepts_step(fn) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == "step" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        or p.kind == p.VAR_KEYWORD
+        for p in params
+    )
+
+
+def _describe(tree) -> str:
+    return str(jax.tree.map(lambda x: f"{x.dtype}{list(x.shape)}", tree))
+
+
+def _check_loss(loss, model, batch, key, pass_step):
+    if not callable(loss):
+        raise TypeError(
+            f"sciml.fit: `loss` must be a function loss(model, batch, *, key), got {loss!r}."
+        )
+    kwargs = {"step": jnp.asarray(0, jnp.int32)} if pass_step else {}
+    try:
+        out = eqx.filter_eval_shape(lambda m, b, k: loss(m, b, key=k, **kwargs), model, batch, key)
+    except Exception as e:
+        shapes = "None" if batch is None else _describe(jax.eval_shape(lambda: batch))
+        raise ValueError(
+            "sciml.fit: calling `loss(model, batch, key=key)` on the first batch failed "
+            f"with {type(e).__name__}: {e}\nThe batch has shapes {shapes}. Check that "
+            "`data` matches what the loss expects."
+        ) from e
+    has_aux = isinstance(out, tuple)
+    if has_aux:
+        if len(out) != 2 or not isinstance(out[1], dict):
+            raise ValueError(
+                "sciml.fit: `loss` must return a scalar or (scalar, dict of scalars); it "
+                f"returned a tuple of {len(out)} items: {out}."
+            )
+        value, aux = out
+    else:
+        value, aux = out, {}
+    if not isinstance(value, jax.ShapeDtypeStruct) or value.shape != ():
+        shape = getattr(value, "shape", type(value).__name__)
+        raise ValueError(
+            "sciml.fit: `loss` must return a scalar (shape ()), but it returned shape "
+            f"{shape}. Reduce it, e.g. with jnp.mean(...)."
+        )
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise ValueError(f"sciml.fit: `loss` must return a float, got dtype {value.dtype}.")
+    for name, v in aux.items():
+        if not isinstance(name, str):
+            raise ValueError(f"sciml.fit: aux keys must be strings, got {name!r}.")
+        if not isinstance(v, jax.ShapeDtypeStruct) or v.shape != ():
+            raise ValueError(
+                f"sciml.fit: the aux term {name!r} returned by `loss` must be a scalar, got "
+                f"shape {getattr(v, 'shape', type(v).__name__)}. Reduce it to one number."
+            )
+    if "loss" in aux or "step" in aux or "time" in aux or "stage" in aux:
+        raise ValueError(
+            "sciml.fit: aux terms may not be called 'loss', 'step', 'stage' or 'time' "
+            f"(those are history columns); got {sorted(aux)}."
+        )
+    return has_aux, tuple(sorted(aux)), value.dtype
+
+
+# ----------------------------------------------------------------------------------
+# Devices
+
+
+def _make_mesh(devices):
+    if devices is None:
+        return None
+    if isinstance(devices, int | np.integer) and not isinstance(devices, bool):
+        available = jax.devices()
+        if not 1 <= devices <= len(available):
+            raise ValueError(
+                f"sciml.fit: `devices={devices}` but {len(available)} device(s) are "
+                "available. On a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                "(set before importing jax) makes N devices."
+            )
+        devices = available[:devices]
+    devices = list(devices)
+    if not devices:
+        raise ValueError("sciml.fit: `devices` is empty.")
+    return jax.sharding.Mesh(np.asarray(devices), ("batch",))
+
+
+def _check_batch_sharding(batch_shape, ndev, what):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(batch_shape):
+        if leaf.ndim == 0:
+            continue
+        if leaf.shape[0] % ndev:
+            raise ValueError(
+                f"sciml.fit: data parallelism over {ndev} devices splits the leading "
+                f"(batch) axis, but {what} leaf {jax.tree_util.keystr(path)} has shape "
+                f"{leaf.shape}. Make the batch size a multiple of {ndev}."
+            )
+
+
+# ----------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _save_checkpoint(path, *, params, opt_state, meta, history):
+    tmp = f"{path}.tmp"
+    old = f"{path}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    _save_tree(os.path.join(tmp, "state.eqx"), {"params": params, "opt_state": opt_state})
+    np.savez(os.path.join(tmp, "history.npz"), **history)
+    with open(os.path.join(tmp, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(path):
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint_meta(path):
+    with open(os.path.join(path, "meta.json")) as f:
+        meta = json.load(f)
+    if meta.get("version") != _CHECKPOINT_VERSION:
+        raise ValueError(f"sciml.fit: checkpoint {path!r} has an unknown version.")
+    return meta
+
+
+# ----------------------------------------------------------------------------------
+# History
+
+
+class _History:
+    def __init__(self, aux_names_per_stage):
+        self.cols = {"step": [], "stage": [], "loss": [], "time": []}
+        for names in aux_names_per_stage:
+            for n in names:
+                self.cols.setdefault(n, [])
+
+    def extend(self, stage, first_step, rows, aux_names, t0, t1):
+        n = rows.shape[0]
+        if n == 0:
+            return
+        self.cols["step"].append(np.arange(first_step, first_step + n, dtype=np.int64))
+        self.cols["stage"].append(np.full(n, stage, dtype=np.int64))
+        self.cols["loss"].append(np.asarray(rows[:, 0]))
+        self.cols["time"].append(t0 + (t1 - t0) * np.arange(1, n + 1) / n)
+        present = set(aux_names)
+        for j, name in enumerate(aux_names):
+            self.cols[name].append(np.asarray(rows[:, j + 1]))
+        for name in self.cols:
+            if name not in ("step", "stage", "loss", "time") and name not in present:
+                self.cols[name].append(np.full(n, np.nan))
+
+    def arrays(self):
+        out = {}
+        for name, parts in self.cols.items():
+            if parts:
+                out[name] = np.concatenate(parts)
+            else:
+                out[name] = np.zeros(0, np.int64 if name in ("step", "stage") else np.float64)
+        return out
+
+    def load(self, arrays):
+        for name, value in arrays.items():
+            self.cols.setdefault(name, [])
+            self.cols[name] = [np.asarray(value)]
+
+
+# ----------------------------------------------------------------------------------
+# The loop
+
+
+def fit(
+    model: PyTree,
+    loss: Callable,
+    optimiser: optax.GradientTransformation | Sequence[Stage],
+    *,
+    steps: int | None = None,
+    key: jax.Array,
+    data: Any = None,
+    trainable: Any = eqx.is_inexact_array,
+    callbacks: Sequence[Callable] = (),
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    devices: int | Sequence[jax.Device] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Trains any equinox pytree with any optax optimiser.
+
+    **Arguments:**
+
+    - `model`: a pytree (usually an `eqx.Module`) whose inexact-array leaves are the
+      parameters: network weights, eigenvalues, kinetic constants, time steps alike.
+    - `loss`: `loss(model, batch, *, key) -> scalar` or `-> (scalar, aux)` where `aux`
+      is a dict of named scalar terms, recorded in the history. If it accepts a `step`
+      keyword it also receives the global step (an int32 array), for weight schedules.
+    - `optimiser`: an `optax.GradientTransformation` (run for `steps` steps), or a
+      sequence of `sciml.Stage(optimiser, steps)` run one after the other (e.g. Adam,
+      then `optax.lbfgs()`). Line-search optimisers get `value`, `grad` and
+      `value_fn`; a line-search stage optimises one fixed objective (its batch and
+      loss key are drawn once at the stage start), as quasi-Newton updates need.
+    - `steps`: number of optimiser steps (only with a single optimiser).
+    - `key`: PRNG key. The loss key and the batch of step `k` are derived from it and
+      `k`, so the same key gives the same numbers, and a resumed run sees the same
+      keys and batches as an uninterrupted one.
+    - `data`: `None` (the loss samples its own points from its key), a pytree of arrays
+      used whole, `sciml.Minibatches(arrays, batch_size)` (reshuffled every epoch), or
+      a resampler `fn(key) -> batch` called every step.
+    - `trainable`: filter spec selecting the leaves to train: a callable
+      `leaf -> bool` or a pytree of bools shaped like `model`
+      (default: every inexact array). Other leaves are left untouched. Per-group
+      learning rates come from `optax.multi_transform` (see `sciml.param_labels`).
+    - `callbacks`: callables `cb(info: sciml.FitInfo) -> bool | None` run between
+      chunks of compiled steps; returning `True` stops training. A callback with an
+      integer attribute `every` runs exactly every `every` steps.
+    - `checkpoint`: a directory to save the training state to (model, optimiser state,
+      history), every `checkpoint_every` steps, at the end of each stage and when a
+      run diverges.
+    - `checkpoint_every`: steps between checkpoints (default: stage ends only).
+    - `resume`: if `True` and `checkpoint` exists, continue from it; the result is
+      bit for bit that of an uninterrupted run with the same arguments.
+    - `devices`: data parallelism: a number of devices or a list of them. The batch
+      axis (leading axis of every batch leaf) is sharded over them and the parameters
+      are replicated. Multi-host: call `jax.distributed.initialize()` first.
+    - `progress`: show a progress bar with the current loss terms.
+
+    **Returns:**
+
+    A `sciml.FitResult` with `.model`, `.history`, `.opt_state`, `.stopped` and
+    `.timings`.
+
+    **Raises:**
+
+    `sciml.DivergenceError` (a `FloatingPointError`) if a step makes the loss,
+    gradient or parameters non-finite; it names the step and terms and carries the
+    last finite model (also saved to `checkpoint` if given).
+    """
+    t_start = time.perf_counter()
+    key = _normalise_key(key)
+    stages = _normalise_stages(optimiser, steps, loss, data)
+    if checkpoint_every is not None:
+        _check_steps(checkpoint_every, "`checkpoint_every`")
+    if resume and checkpoint is None:
+        raise ValueError("sciml.fit: `resume=True` needs `checkpoint=` (a directory).")
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise TypeError(f"sciml.fit: `callbacks[{i}]` is not callable: {cb!r}.")
+        every = getattr(cb, "every", None)
+        if every is not None:
+            _check_steps(every, f"`callbacks[{i}].every`")
+
+    try:
+        params, rest = eqx.partition(model, trainable)
+    except Exception as e:
+        raise ValueError(
+            "sciml.fit: `trainable` must be a callable leaf -> bool or a pytree of bools "
+            f"shaped like `model`; partitioning failed with: {e}"
+        ) from e
+    frozen, static = eqx.partition(rest, eqx.is_array)
+    n_trainable = sum(
+        x.size for x in jax.tree.leaves(params) if eqx.is_array(x)
+    )
+    if n_trainable == 0:
+        raise ValueError(
+            "sciml.fit: nothing to train: `trainable` selects no array leaves of `model`."
+        )
+    non_inexact = [
+        x.dtype for x in jax.tree.leaves(params) if not eqx.is_inexact_array(x)
+    ]
+    if non_inexact:
+        raise ValueError(
+            "sciml.fit: `trainable` selects leaves that are not floating-point arrays "
+            f"(dtypes {sorted(set(map(str, non_inexact)))}); only inexact arrays can train."
+        )
+
+    mesh = _make_mesh(devices)
+    ndev = 1 if mesh is None else mesh.size
+    replicated = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    batch_sharding = (
+        None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    )
+
+    key_loss, key_data, key_stage = jax.random.split(key, 3)
+
+    # Build and check every stage before any training starts.
+    plans = []
+    for s, (tx, n_steps, stage_loss, stage_data) in enumerate(stages):
+        source: AbstractData = as_data(stage_data)
+        if mesh is not None and isinstance(source, NoData):
+            raise ValueError(
+                "sciml.fit: `devices=` shards the batch axis of `data`, but `data=None`. "
+                "Pass the points as data (an array pytree, Minibatches or a resampler)."
+            )
+        opt_state_shape = jax.eval_shape(tx.init, params)
+        linesearch = _stored_value(opt_state_shape) is not None
+        stage_key = jax.random.fold_in(key_stage, s)
+        if linesearch:
+            batch0 = source.fixed_batch(key_data)
+        else:
+            batch0, _ = source.batch(source.init(key_data, 0), key_data, jnp.asarray(0))
+        pass_step = _accepts_step(stage_loss)
+        has_aux, aux_names, value_dtype = _check_loss(
+            stage_loss, model, batch0, key_loss, pass_step
+        )
+        if mesh is not None and batch0 is not None:
+            _check_batch_sharding(jax.eval_shape(lambda: batch0), ndev, "the batch")
+        data_arrays, data_static = eqx.partition(source, eqx.is_array)
+        program = _Program(
+            loss=stage_loss,
+            optimiser=tx,
+            static=static,
+            data_static=data_static,
+            has_aux=has_aux,
+            aux_names=aux_names,
+            pass_step=pass_step,
+            linesearch=linesearch,
+            cache_value=linesearch,
+            hist_dtype=jnp.result_type(value_dtype),
+            batch_sharding=batch_sharding,
+        )
+        plans.append(
+            dict(
+                tx=tx,
+                steps=n_steps,
+                program=program,
+                source=source,
+                data_arrays=data_arrays,
+                batch0=batch0 if linesearch else None,
+                key_loss=stage_key if linesearch else key_loss,
+                aux_names=aux_names,
+            )
+        )
+    boundaries = np.cumsum([0] + [p["steps"] for p in plans]).tolist()
+    total_steps = boundaries[-1]
+
+    history = _History([p["aux_names"] for p in plans])
+    start_stage, start_step, loaded_opt_state = 0, 0, None
+    ckpt_path = None if checkpoint is None else os.fspath(checkpoint)
+    meta_common = dict(
+        version=_CHECKPOINT_VERSION,
+        boundaries=boundaries,
+        key=_key_data(key),
+    )
+    if resume and os.path.exists(os.path.join(ckpt_path, "meta.json")):
+        meta = _load_checkpoint_meta(ckpt_path)
+        if meta["boundaries"] != boundaries:
+            raise ValueError(
+                f"sciml.fit: checkpoint {ckpt_path!r} was written for stages ending at steps "
+                f"{meta['boundaries']}, but this call has {boundaries}. Resume with the "
+                "same stages and steps, or start a fresh checkpoint directory."
+            )
+        if meta["key"] != meta_common["key"]:
+            raise ValueError(
+                f"sciml.fit: checkpoint {ckpt_path!r} was written with a different `key`; "
+                "resuming needs the same key to reproduce the same batches."
+            )
+        start_stage, start_step = meta["stage"], meta["step"]
+        like = {
+            "params": params,
+            "opt_state": plans[start_stage]["tx"].init(params),
+        }
+        loaded = _load_tree(os.path.join(ckpt_path, "state.eqx"), like)
+        params, loaded_opt_state = loaded["params"], loaded["opt_state"]
+        with np.load(os.path.join(ckpt_path, "history.npz")) as h:
+            history.load({k: h[k] for k in h.files})
+
+    def put(tree, sharding):
+        if sharding is None:
+            return tree
+        return jax.device_put(tree, sharding)
+
+    # Our own copies: the loop donates its state buffers.
+    params = jax.tree.map(lambda x: jnp.array(x, copy=True), params)
+    params = put(params, replicated)
+    frozen = put(frozen, replicated)
+
+    progress_bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        progress_bar = tqdm(
+            total=total_steps, initial=start_step, dynamic_ncols=True, leave=True, unit="step"
+        )
+
+    compile_time = 0.0
+    steady_steps, steady_time = 0, 0.0
+    stopped = None
+    opt_state = loaded_opt_state
+    step = start_step
+    last_saved = start_step if resume else None
+
+    def full_model(p):
+        return eqx.combine(p, frozen, static)
+
+    def save(stage_index, st):
+        nonlocal last_saved
+        if ckpt_path is None:
+            return
+        _save_checkpoint(
+            ckpt_path,
+            params=st["params"],
+            opt_state=st["opt_state"],
+            meta=dict(meta_common, stage=stage_index, step=int(st["step"])),
+            history=history.arrays(),
+        )
+        last_saved = int(st["step"])
+
+    try:
+        for s, plan in enumerate(plans):
+            if s < start_stage:
+                continue
+            lo, hi = boundaries[s], boundaries[s + 1]
+            if s == start_stage and loaded_opt_state is not None:
+                opt_state = loaded_opt_state
+            else:
+                # Copied: an optimiser state may alias the parameter buffers (L-BFGS
+                # keeps the iterate), and the loop donates both.
+                opt_state = jax.tree.map(
+                    lambda x: jnp.array(x, copy=True) if eqx.is_array(x) else x,
+                    plan["tx"].init(params),
+                )
+                step = max(step, lo)
+            if step >= hi:
+                continue
+            source, program = plan["source"], plan["program"]
+            data_arrays = plan["data_arrays"]
+            if mesh is not None and data_arrays is not None:
+                # A fixed batch is sharded once; minibatch pools stay replicated and each
+                # gathered batch is constrained to the batch sharding inside the step.
+                sharding = batch_sharding if isinstance(source, FixedData) else replicated
+                data_arrays = jax.tree.map(
+                    lambda x: jax.device_put(x, sharding if jnp.ndim(x) else replicated),
+                    data_arrays,
+                )
+                source = eqx.combine(data_arrays, eqx.partition(source, eqx.is_array)[1])
+            dyn = dict(
+                frozen=frozen,
+                data=data_arrays,
+                key_loss=plan["key_loss"],
+                key_data=key_data,
+                batch=put(plan["batch0"], batch_sharding) if plan["batch0"] is not None else None,
+            )
+            n_cols = 1 + len(plan["aux_names"])
+            data_state = None if program.linesearch else source.init(key_data, step)
+            state = dict(
+                params=params,
+                opt_state=put(opt_state, replicated),
+                data_state=data_state,
+                step=jnp.asarray(step, jnp.int32),
+                bad=jnp.asarray(0, jnp.int32),
+                hist=put(jnp.zeros((_BUFFER, n_cols), program.hist_dtype), replicated),
+            )
+            chunk = 1
+            first = True
+            while step < hi:
+                limit = hi - step
+                if checkpoint_every is not None:
+                    limit = min(limit, checkpoint_every - step % checkpoint_every)
+                for cb in callbacks:
+                    every = getattr(cb, "every", None)
+                    if every is not None:
+                        limit = min(limit, every - step % every)
+                n = min(chunk, limit, _BUFFER)
+                t0 = time.perf_counter()
+                state = _run(program, dyn, state, jnp.asarray(n, jnp.int32))
+                new_step, bad, rows = jax.device_get((state["step"], state["bad"], state["hist"]))
+                t1 = time.perf_counter()
+                done = int(new_step) - step
+                history.extend(s, step, rows[:done], plan["aux_names"], t0 - t_start, t1 - t_start)
+                if bad:
+                    history.extend(
+                        s, int(new_step), rows[done : done + 1], plan["aux_names"],
+                        t1 - t_start, t1 - t_start,
+                    )
+                step = int(new_step)
+                if first:
+                    first = False
+                    compile_time += t1 - t0
+                    chunk = 8
+                else:
+                    steady_steps += done
+                    steady_time += t1 - t0
+                    per_step = (t1 - t0) / max(done, 1)
+                    chunk = int(min(_BUFFER, max(1, _CHUNK_SECONDS / max(per_step, 1e-9))))
+                last = rows[min(done, _BUFFER - 1) if bad else done - 1]
+                terms = {"loss": float(last[0])}
+                terms.update({k: float(last[j + 1]) for j, k in enumerate(plan["aux_names"])})
+                if progress_bar is not None:
+                    progress_bar.update(done)
+                    progress_bar.set_postfix(
+                        {k: f"{v:.3e}" for k, v in list(terms.items())[:5]}, refresh=False
+                    )
+                if bad:
+                    params = state["params"]
+                    save(s, state)
+                    raise _divergence(int(bad), step, terms, full_model(params), history, ckpt_path)
+                if checkpoint_every is not None and step % checkpoint_every == 0:
+                    save(s, state)
+                stop = False
+                for cb in callbacks:
+                    every = getattr(cb, "every", None)
+                    if every is not None and step % every and step != hi:
+                        continue
+                    info = FitInfo(
+                        step=step,
+                        stage=s,
+                        model=full_model(state["params"]),
+                        loss=terms["loss"],
+                        terms=terms,
+                        history=history.arrays(),
+                        elapsed=t1 - t_start,
+                    )
+                    if cb(info) is True:
+                        stop = True
+                        stopped = f"callback {getattr(cb, '__name__', type(cb).__name__)} at step {step}"
+                if stop:
+                    break
+            params, opt_state = state["params"], state["opt_state"]
+            if ckpt_path is not None and last_saved != step:
+                save(s, state)
+            if stopped:
+                break
+    finally:
+        if progress_bar is not None:
+            progress_bar.close()
+
+    return FitResult(
+        model=full_model(params),
+        history=history.arrays(),
+        opt_state=opt_state,
+        stopped=stopped,
+        timings=dict(
+            compile=compile_time,
+            total=time.perf_counter() - t_start,
+            steps_per_second=steady_steps / steady_time if steady_time > 0 else math.nan,
+        ),
+    )
+
+
+def _divergence(code, step, terms, model, history, ckpt_path):
+    what = {1: "the loss", 2: "the gradient", 3: "the updated parameters"}[code]
+    bad_terms = [k for k, v in terms.items() if not math.isfinite(v)]
+    listed = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+    if code == 1:
+        culprit = (
+            f" Non-finite terms: {', '.join(bad_terms)}." if bad_terms else ""
+        )
+    else:
+        culprit = " The loss terms were finite, so look at the gradient of the terms or the learning rate."
+    where = f" It was also saved to {ckpt_path!r}." if ckpt_path else ""
+    msg = (
+        f"sciml.fit: {what} became non-finite at step {step} ({listed}).{culprit} "
+        f"Training stopped; the last finite model (before step {step}) is on "
+        f"`error.model`.{where}"
+    )
+    return DivergenceError(
+        msg, step=step, terms=terms, model=model, history=history.arrays(), checkpoint=ckpt_path
+    )
+
+
+def param_labels(model: PyTree, groups: dict[str, Callable], *, default: str = "default"):
+    """Labels for `optax.multi_transform`, one per parameter leaf.
+
+    **Arguments:**
+
+    - `model`: the model (or its trainable part).
+    - `groups`: `{label: where}` where `where(model)` returns the leaf or subtree that
+      gets `label` (as in `eqx.tree_at`).
+    - `default`: label of every other leaf.
+
+    **Returns:**
+
+    A function `params -> labels` for `optax.multi_transform(transforms, labels)`.
+
+    **Example:**
+
+    ```python
+    labels = sciml.param_labels(model, {"physics": lambda m: m.log_k}, default="net")
+    opt = optax.multi_transform({"net": optax.adam(1e-3), "physics": optax.adam(1e-2)}, labels)
+    ```
+    """
+
+    def labels(params):
+        out = jax.tree.map(lambda _: default, params)
+        for label, where in groups.items():
+            try:
+                out = eqx.tree_at(
+                    where, out, replace_fn=lambda sub: jax.tree.map(lambda _: label, sub)
+                )
+            except Exception as e:
+                raise ValueError(
+                    f"sciml.param_labels: the selector for group {label!r} does not "
+                    f"select a part of the parameters: {e}"
+                ) from e
+        return out
+
+    del model
+    return labels
+
+
+__all__ = [
+    "DivergenceError",
+    "FitInfo",
+    "FitResult",
+    "Minibatches",
+    "Stage",
+    "fit",
+    "param_labels",
+]
