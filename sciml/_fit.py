@@ -22,6 +22,7 @@ Design (see DESIGN.md, "The shared loop"):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import inspect
 import json
@@ -45,7 +46,7 @@ from ._serialise import load as _load_tree, save as _save_tree
 PyTree = Any
 
 # Rows of the on-device history buffer, i.e. the most steps one chunk may run.
-_BUFFER = 1024
+_BUFFER = 4096
 # Wall time a chunk aims for: short enough for a live progress bar, long enough that
 # the per-chunk host round trip is negligible.
 _CHUNK_SECONDS = 0.25
@@ -59,7 +60,9 @@ class DivergenceError(FloatingPointError):
 
     - `step`: the global step (0-based) whose update was refused.
     - `terms`: `{name: value}` of the loss and each aux term at that step.
-    - `model`: the last finite model (the parameters before that step).
+    - `model`: the last model with a finite loss (the parameters entering the step
+      whose update made the loss non-finite), recovered by replaying the chunk with the
+      same compiled program, so it is bit-identical to the one the run had.
     - `history`: the history up to and including the bad step.
     - `checkpoint`: path of the checkpoint holding the last finite state, or None.
     """
@@ -155,12 +158,6 @@ def _all_finite(tree) -> jax.Array:
     return jnp.stack(leaves).all()
 
 
-def _tree_where(pred, new, old):
-    return jax.tree.map(
-        lambda a, b: jnp.where(pred, a, b) if eqx.is_array(a) else a, new, old
-    )
-
-
 class _Program:
     """The static half of one training stage: hashable, so `jax.jit` caches on it.
 
@@ -228,9 +225,9 @@ class _Program:
             value, aux = out, {}
         return value, aux
 
-    def one_step(self, dyn, state, i):
+    def _step_parts(self, dyn, state):
+        """Batch, key and objective of the current step (shared by step and diagnosis)."""
         step = state["step"]
-        params, opt_state = state["params"], state["opt_state"]
         if self.linesearch:
             batch, data_state = dyn["batch"], state["data_state"]
             key = dyn["key_loss"]
@@ -250,6 +247,9 @@ class _Program:
             model = eqx.combine(p, dyn["frozen"], self.static)
             return self.call_loss(model, batch, key, step)
 
+        return objective, data_state
+
+    def _update(self, objective, params, opt_state):
         def value_fn(p):
             return objective(p)[0]
 
@@ -263,41 +263,79 @@ class _Program:
         updates, new_opt_state = tx.update(
             grads, opt_state, params, value=value, grad=grads, value_fn=value_fn
         )
-        new_params = optax.apply_updates(params, updates)
-        code = jnp.where(
-            ~jnp.isfinite(value),
-            1,
-            jnp.where(~_all_finite(grads), 2, jnp.where(~_all_finite(new_params), 3, 0)),
-        ).astype(jnp.int32)
-        ok = code == 0
+        return value, aux, grads, optax.apply_updates(params, updates), new_opt_state
+
+    def one_step(self, dyn, state, i):
+        # The hot path checks one scalar: a non-finite loss stops the loop. Which part
+        # failed, and the last finite model, are worked out on the host afterwards by
+        # replaying the chunk (see `_recover`), so a healthy step pays nothing for the
+        # guard.
+        objective, data_state = self._step_parts(dyn, state)
+        value, aux, _, params, opt_state = self._update(
+            objective, state["params"], state["opt_state"]
+        )
         row = jnp.stack(
             [jnp.asarray(value, self.hist_dtype)]
             + [jnp.asarray(aux[k], self.hist_dtype) for k in self.aux_names]
         )
         return dict(
-            params=_tree_where(ok, new_params, params),
-            opt_state=_tree_where(ok, new_opt_state, opt_state),
+            params=params,
+            opt_state=opt_state,
             data_state=data_state,
-            step=step + ok.astype(step.dtype),
-            bad=code,
+            step=state["step"] + 1,
+            finite=jnp.isfinite(value),
             hist=state["hist"].at[i].set(row),
         )
+
+    def diagnose(self, dyn, state):
+        """Finiteness of the loss, gradient and update of one step (after a divergence)."""
+        objective, _ = self._step_parts(dyn, state)
+        value, aux, grads, params, _ = self._update(
+            objective, state["params"], state["opt_state"]
+        )
+        return jnp.isfinite(value), _all_finite(grads), _all_finite(params)
 
 
 def _run_impl(program: _Program, dyn, state, n):
     def cond(carry):
         i, st = carry
-        return (i < n) & (st["bad"] == 0)
+        return (i < n) & st["finite"]
 
     def body(carry):
         i, st = carry
         return i + 1, program.one_step(dyn, st, i)
 
-    _, state = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), state))
-    return state
+    return jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), state))
 
 
-_run = jax.jit(_run_impl, static_argnums=0, donate_argnums=2)
+# No buffer donation: the input state of a chunk stays alive as the snapshot that a
+# divergence is replayed from.
+_run = jax.jit(_run_impl, static_argnums=0)
+_diagnose = jax.jit(lambda program, dyn, state: program.diagnose(dyn, state), static_argnums=0)
+
+
+def _recover(program, dyn, snapshots, bad_step):
+    """The state at step `bad_step - 1` (last finite loss) and what went wrong next.
+
+    `snapshots` are `(first_step, state)` pairs of recent chunk starts. Replaying with
+    the same executable reproduces the original steps bit for bit.
+    """
+    target = max(bad_step - 1, 0)
+    usable = [s for s in snapshots if s[0] <= target]
+    if not usable:  # the first step of a stage: its start state is all there is
+        return min(snapshots, key=lambda s: s[0])[1], 1
+    start, snap = max(usable, key=lambda s: s[0])
+    _, state = _run(program, dyn, snap, jnp.asarray(target - start, jnp.int32))
+    if bad_step == 0:
+        return state, 1
+    loss_ok, grad_ok, update_ok = (bool(x) for x in _diagnose(program, dyn, state))
+    if not loss_ok:  # only if the replay differs, which it should not
+        return state, 1
+    if not grad_ok:
+        return state, 2
+    if not update_ok:
+        return state, 3
+    return state, 1
 
 
 # ----------------------------------------------------------------------------------
@@ -333,6 +371,8 @@ def _check_optimiser(opt, where):
 def _normalise_stages(optimiser, steps, loss, data):
     if isinstance(optimiser, Stage):
         optimiser = [optimiser]
+    if isinstance(optimiser, str | bytes):
+        _check_optimiser(optimiser, "`optimiser`")
     if isinstance(optimiser, Sequence) and not isinstance(optimiser, optax.GradientTransformation):
         if steps is not None:
             raise ValueError(
@@ -667,10 +707,9 @@ def fit(
 
     mesh = _make_mesh(devices)
     ndev = 1 if mesh is None else mesh.size
-    replicated = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    batch_sharding = (
-        None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-    )
+    P, NamedSharding = jax.sharding.PartitionSpec, jax.sharding.NamedSharding
+    replicated = None if mesh is None else NamedSharding(mesh, P())
+    batch_sharding = None if mesh is None else NamedSharding(mesh, P("batch"))
 
     key_loss, key_data, key_stage = jax.random.split(key, 3)
 
@@ -839,53 +878,74 @@ def fit(
                 opt_state=put(opt_state, replicated),
                 data_state=data_state,
                 step=jnp.asarray(step, jnp.int32),
-                bad=jnp.asarray(0, jnp.int32),
+                finite=jnp.asarray(True),
                 hist=put(jnp.zeros((_BUFFER, n_cols), program.hist_dtype), replicated),
             )
+            # Chunks are pipelined: chunk k+1 is dispatched before the results of chunk k
+            # are fetched, so the host work below overlaps device work. Everything is
+            # still processed in order on the exact end state of each chunk; a chunk
+            # dispatched past a stop is discarded (past a divergence it runs 0 steps).
+            queue = collections.deque()
+            planned = step  # the step that all dispatched chunks end at
+            tip = state  # the state that the next chunk starts from
+            prev_input = None  # input state of the chunk before the one processed
             chunk = 1
             first = True
+            last_done = None
             while step < hi:
-                limit = hi - step
-                if checkpoint_every is not None:
-                    limit = min(limit, checkpoint_every - step % checkpoint_every)
-                for cb in callbacks:
-                    every = getattr(cb, "every", None)
-                    if every is not None:
-                        limit = min(limit, every - step % every)
-                n = min(chunk, limit, _BUFFER)
-                t0 = time.perf_counter()
-                state = _run(program, dyn, state, jnp.asarray(n, jnp.int32))
-                new_step, bad, rows = jax.device_get((state["step"], state["bad"], state["hist"]))
+                while planned < hi and len(queue) < (1 if first or chunk <= 8 else 2):
+                    limit = hi - planned
+                    if checkpoint_every is not None:
+                        limit = min(limit, checkpoint_every - planned % checkpoint_every)
+                    for cb in callbacks:
+                        every = getattr(cb, "every", None)
+                        if every is not None:
+                            limit = min(limit, every - planned % every)
+                    n = min(chunk, limit, _BUFFER)
+                    t0 = time.perf_counter()
+                    ran, out = _run(program, dyn, tip, jnp.asarray(n, jnp.int32))
+                    queue.append((planned, t0, ran, out, tip))
+                    planned += n
+                    tip = out
+                start, t0, ran, state, chunk_input = queue.popleft()
+                ran, finite, rows = jax.device_get((ran, state["finite"], state["hist"]))
                 t1 = time.perf_counter()
-                done = int(new_step) - step
-                history.extend(s, step, rows[:done], plan["aux_names"], t0 - t_start, t1 - t_start)
-                if bad:
-                    history.extend(
-                        s, int(new_step), rows[done : done + 1], plan["aux_names"],
-                        t1 - t_start, t1 - t_start,
-                    )
-                step = int(new_step)
+                ran = int(ran)
+                busy = t1 - (t0 if last_done is None else max(t0, last_done))
+                last_done = t1
+                history.extend(s, step, rows[:ran], plan["aux_names"], t1 - busy - t_start,
+                               t1 - t_start)
                 if first:
                     first = False
-                    compile_time += t1 - t0
+                    compile_time += busy
                     chunk = 8
-                else:
-                    steady_steps += done
-                    steady_time += t1 - t0
-                    per_step = (t1 - t0) / max(done, 1)
+                elif ran:
+                    steady_steps += ran
+                    steady_time += busy
+                    per_step = busy / ran
                     chunk = int(min(_BUFFER, max(1, _CHUNK_SECONDS / max(per_step, 1e-9))))
-                last = rows[min(done, _BUFFER - 1) if bad else done - 1]
+                last = rows[max(ran, 1) - 1]
                 terms = {"loss": float(last[0])}
                 terms.update({k: float(last[j + 1]) for j, k in enumerate(plan["aux_names"])})
                 if progress_bar is not None:
-                    progress_bar.update(done)
+                    progress_bar.update(ran)
                     progress_bar.set_postfix(
                         {k: f"{v:.3e}" for k, v in list(terms.items())[:5]}, refresh=False
                     )
-                if bad:
-                    params = state["params"]
-                    save(s, state)
-                    raise _divergence(int(bad), step, terms, full_model(params), history, ckpt_path)
+                if not finite:
+                    queue.clear()
+                    bad_step = step + ran - 1
+                    snapshots = [(start, chunk_input)]
+                    if prev_input is not None:
+                        snapshots.append(prev_input)
+                    good, code = _recover(program, dyn, snapshots, bad_step)
+                    params = good["params"]
+                    save(s, good)
+                    raise _divergence(
+                        code, bad_step, terms, full_model(params), history, ckpt_path
+                    )
+                prev_input = (start, chunk_input)
+                step += ran
                 if checkpoint_every is not None and step % checkpoint_every == 0:
                     save(s, state)
                 stop = False
@@ -904,8 +964,10 @@ def fit(
                     )
                     if cb(info) is True:
                         stop = True
-                        stopped = f"callback {getattr(cb, '__name__', type(cb).__name__)} at step {step}"
+                        name = getattr(cb, "__name__", type(cb).__name__)
+                        stopped = f"callback {name} at step {step}"
                 if stop:
+                    queue.clear()
                     break
             params, opt_state = state["params"], state["opt_state"]
             if ckpt_path is not None and last_saved != step:
@@ -929,20 +991,26 @@ def fit(
     )
 
 
-def _divergence(code, step, terms, model, history, ckpt_path):
-    what = {1: "the loss", 2: "the gradient", 3: "the updated parameters"}[code]
+def _divergence(code, bad_step, terms, model, history, ckpt_path):
+    # code 1: the loss at `bad_step` is non-finite; 2/3: the gradient/update of the
+    # step before it was, which made the loss at `bad_step` non-finite.
     bad_terms = [k for k, v in terms.items() if not math.isfinite(v)]
     listed = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+    nonfinite = f" Non-finite terms: {', '.join(bad_terms)}." if bad_terms else ""
     if code == 1:
-        culprit = (
-            f" Non-finite terms: {', '.join(bad_terms)}." if bad_terms else ""
-        )
+        step = bad_step
+        head = f"the loss became non-finite at step {step} ({listed}).{nonfinite}"
     else:
-        culprit = " The loss terms were finite, so look at the gradient of the terms or the learning rate."
+        step = bad_step - 1
+        what = "gradient" if code == 2 else "updated parameters"
+        head = (
+            f"the {what} became non-finite at step {step} while its loss was finite; the "
+            f"update made the loss at step {bad_step} non-finite ({listed}).{nonfinite} "
+            "Look at the gradient of the loss terms or lower the learning rate."
+        )
     where = f" It was also saved to {ckpt_path!r}." if ckpt_path else ""
     msg = (
-        f"sciml.fit: {what} became non-finite at step {step} ({listed}).{culprit} "
-        f"Training stopped; the last finite model (before step {step}) is on "
+        f"sciml.fit: {head} Training stopped; the last model with a finite loss is on "
         f"`error.model`.{where}"
     )
     return DivergenceError(

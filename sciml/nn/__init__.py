@@ -14,10 +14,10 @@ from jax.nn.initializers import (
 )
 
 from ._layers import (
+    MLP as MLP,
     Chain as Chain,
     FourierFeatures as FourierFeatures,
     Linear as Linear,
-    MLP as MLP,
     ModifiedMLP as ModifiedMLP,
     OutputTransform as OutputTransform,
     PeriodicEmbedding as PeriodicEmbedding,

@@ -1,0 +1,214 @@
+"""What does `sciml.fit` cost over the best hand-written JAX loop?
+
+Side by side in one run, same model, optimiser, data and loss:
+
+- `loop`: a `jax.jit` step called from a Python loop (the usual hand-written loop);
+- `scan`: `lax.scan` over chunks of steps inside one `jax.jit` (fused);
+- `fit`: `sciml.fit` with its defaults (progress bar off: nothing prints in a benchmark).
+
+Workloads: (a) a tiny MLP regression (dispatch-bound: microseconds of work per step),
+(b) the Burgers PINN residual, 2-[20]x3-1 tanh, 2540 interior + 80 boundary + 160
+initial points, u_xx by one jvp of value_and_grad.
+
+Reported per workload: compile time (first call), steady-state steps/s (after
+compile) and time to result (compile + all steps, until the parameters are ready),
+and the ratios fit / best hand-written loop. Rounds are interleaved; the table gives
+the best round of each variant (interference from other processes only ever slows a
+run, so the best round is the least disturbed one: timeit's convention) and the
+ratios are also given for the medians. Every round builds fresh functions, so every
+round pays compilation.
+
+    python benchmarks/fit_overhead.py              # 5000 steps, 5 rounds
+    python benchmarks/fit_overhead.py --quick      # 1000 steps, 1 round
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import sciml
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+def tiny_mlp_workload(key):
+    mkey, dkey = jax.random.split(key)
+    model = eqx.nn.MLP(1, 1, 16, 2, jnp.tanh, key=mkey)
+    x = jax.random.uniform(dkey, (64, 1), minval=-1, maxval=1)
+    y = jnp.sin(3 * x)
+
+    def make_loss():
+        def loss(m, batch, *, key):
+            xb, yb = batch
+            return jnp.mean((jax.vmap(m)(xb) - yb) ** 2)
+
+        return loss
+
+    return model, (x, y), make_loss
+
+
+def burgers_workload(key):
+    nu = 0.01 / np.pi
+    mkey, dkey = jax.random.split(key)
+    model = eqx.nn.MLP(2, "scalar", 20, 3, jnp.tanh, key=mkey)
+    rng = np.random.default_rng(0)
+    x_dom = np.stack([rng.uniform(-1, 1, 2540), rng.uniform(0, 1, 2540)], 1)
+    x_bc = np.stack([np.where(np.arange(80) % 2 == 0, -1.0, 1.0), rng.uniform(0, 1, 80)], 1)
+    x_ic = np.stack([rng.uniform(-1, 1, 160), np.zeros(160)], 1)
+    batch = tuple(jnp.asarray(a, jnp.float32) for a in (x_dom, x_bc, x_ic))
+    e_x = jnp.array([1.0, 0.0], jnp.float32)
+
+    def make_loss():
+        def residual(m, xt):
+            (u, du), (_, ddu) = jax.jvp(jax.value_and_grad(m), (xt,), (e_x,))
+            return du[1] + u * du[0] - nu * ddu[0]
+
+        def loss(m, batch, *, key):
+            xd, xb, xi = batch
+            r = jax.vmap(lambda z: residual(m, z))(xd)
+            ub = jax.vmap(m)(xb)
+            ui = jax.vmap(m)(xi) + jnp.sin(jnp.pi * xi[:, 0])
+            return jnp.mean(r**2) + jnp.mean(ub**2) + jnp.mean(ui**2)
+
+        return loss
+
+    return model, batch, make_loss
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+def run_loop(model, batch, loss, steps):
+    opt = optax.adam(1e-3)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    key = jax.random.key(0)
+
+    @jax.jit
+    def step(params, opt_state, batch):
+        def f(p):
+            return loss(eqx.combine(p, static), batch, key=key)
+
+        value, grads = jax.value_and_grad(f)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    t0 = time.perf_counter()
+    opt_state = opt.init(params)
+    params, opt_state, value = step(params, opt_state, batch)
+    jax.block_until_ready(params)
+    t1 = time.perf_counter()
+    for _ in range(steps - 1):
+        params, opt_state, value = step(params, opt_state, batch)
+    jax.block_until_ready(params)
+    t2 = time.perf_counter()
+    return dict(compile=t1 - t0, steady=(steps - 1) / (t2 - t1), total=t2 - t0,
+                loss=float(value))
+
+
+def run_scan(model, batch, loss, steps, chunk=500):
+    opt = optax.adam(1e-3)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    key = jax.random.key(0)
+
+    def one(carry, _):
+        params, opt_state = carry
+
+        def f(p):
+            return loss(eqx.combine(p, static), batch, key=key)
+
+        value, grads = jax.value_and_grad(f)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    @jax.jit
+    def run_chunk(params, opt_state, batch):
+        (params, opt_state), values = jax.lax.scan(one, (params, opt_state), None, length=chunk)
+        return params, opt_state, values[-1]
+
+    if steps % chunk:
+        raise ValueError(f"--steps must be a multiple of the scan chunk {chunk}")
+    t0 = time.perf_counter()
+    opt_state = opt.init(params)
+    params, opt_state, value = run_chunk(params, opt_state, batch)
+    jax.block_until_ready(params)
+    t1 = time.perf_counter()
+    for _ in range(steps // chunk - 1):
+        params, opt_state, value = run_chunk(params, opt_state, batch)
+    jax.block_until_ready(params)
+    t2 = time.perf_counter()
+    return dict(compile=t1 - t0 - (t2 - t1) / max(steps // chunk - 1, 1),
+                steady=(steps - chunk) / (t2 - t1), total=t2 - t0, loss=float(value))
+
+
+def run_fit(model, batch, loss, steps):
+    t0 = time.perf_counter()
+    result = sciml.fit(model, loss, optax.adam(1e-3), steps=steps, key=jax.random.key(0),
+                       data=batch, progress=False)
+    jax.block_until_ready(eqx.filter(result.model, eqx.is_array))
+    t1 = time.perf_counter()
+    return dict(compile=result.timings["compile"], steady=result.timings["steps_per_second"],
+                total=t1 - t0, loss=float(result.history["loss"][-1]))
+
+
+VARIANTS = {"loop": run_loop, "scan": run_scan, "fit": run_fit}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="1000 steps, 1 round")
+    p.add_argument("--only", choices=["tiny", "burgers"], default=None)
+    args = p.parse_args()
+    if args.quick:
+        args.steps, args.rounds = 1000, 1
+
+    workloads = {"tiny MLP regression": tiny_mlp_workload, "Burgers PINN": burgers_workload}
+    if args.only:
+        workloads = {k: v for k, v in workloads.items() if args.only.lower() in k.lower()}
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {args.steps} Adam steps, "
+          f"{args.rounds} interleaved round(s), best round shown\n")
+    rows = []
+    for wname, build in workloads.items():
+        model, batch, make_loss = build(jax.random.key(1))
+        results = {v: [] for v in VARIANTS}
+        for r in range(args.rounds):
+            for vname, fn in VARIANTS.items():
+                results[vname].append(fn(model, batch, make_loss(), args.steps))
+        best = {v: dict(compile=min(x["compile"] for x in res),
+                        steady=max(x["steady"] for x in res),
+                        total=min(x["total"] for x in res), loss=res[0]["loss"])
+                for v, res in results.items()}
+        med = {v: {k: statistics.median(x[k] for x in res) for k in res[0]}
+               for v, res in results.items()}
+        for v in VARIANTS:
+            m = best[v]
+            rows.append((wname, v, m["compile"], m["steady"], m["total"], m["loss"]))
+        for label, agg in (("best rounds", best), ("medians", med)):
+            steady = agg["fit"]["steady"] / max(agg["loop"]["steady"], agg["scan"]["steady"])
+            total = agg["fit"]["total"] / min(agg["loop"]["total"], agg["scan"]["total"])
+            rows.append((wname, f"fit / best hand-written ({label})", None, steady, total, None))
+
+    head = ("| workload | variant | compile (s) | steady steps/s | time to result (s) | "
+            "final loss |")
+    print(head)
+    print("|---|---|---|---|---|---|")
+    for w, v, c, s, t, loss in rows:
+        if c is None:
+            print(f"| {w} | **{v}** | | **{s:.2f}x** (target >= 0.95) | "
+                  f"**{t:.2f}x** (target <= 1.1) | |")
+        else:
+            print(f"| {w} | {v} | {c:.2f} | {s:,.0f} | {t:.2f} | {loss:.3e} |")
+
+
+if __name__ == "__main__":
+    main()

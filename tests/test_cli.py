@@ -1,0 +1,121 @@
+"""The `sciml` command: listing, running, reports, and clear errors on bad options."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sciml import cli
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+TINY_PROBLEM = textwrap.dedent(
+    '''
+    """Tiny least-squares fit (test fixture)."""
+    import jax, jax.numpy as jnp, optax
+    import sciml, sciml.cli
+
+    NAME = "tiny"
+
+    def run(options):
+        x = jnp.linspace(0, 1, 16)
+        y = 2 * x + 1
+        loss = lambda p, b, *, key: jnp.mean((p[0] * x + p[1] - y) ** 2)
+        r = sciml.fit(jnp.zeros(2), loss, optax.adam(0.1), steps=options.steps_or(300),
+                      key=jax.random.key(options.seed), progress=options.progress)
+        sciml.plot.history(r.history, options.out / "loss.png")
+        return {"slope": float(r.model[0]), "quick": options.quick}
+
+    if __name__ == "__main__":
+        raise SystemExit(sciml.cli.script_main(NAME, run))
+    '''
+)
+
+
+@pytest.fixture
+def problems_dir(tmp_path):
+    d = tmp_path / "problems"
+    d.mkdir()
+    (d / "tiny.py").write_text(TINY_PROBLEM)
+    (d / "_helper.py").write_text("NAME = 'hidden'\n")
+    return d
+
+
+def test_list_shows_registered_problems(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "poisson-1d" in out and "Poisson" in out
+
+
+def test_run_writes_metrics_report_and_plots(problems_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["run", "tiny", "--problems", str(problems_dir), "--quick",
+                     "--steps", "400", "--seed", "3", "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["problem"] == "tiny"
+    assert record["options"] == {"quick": True, "steps": 400, "seed": 3}
+    assert abs(record["metrics"]["slope"] - 2.0) < 1e-2
+    assert (out / "loss.png").stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "![loss](loss.png)" in report and "slope" in report
+
+
+def test_run_all_writes_index(problems_dir, tmp_path):
+    out = tmp_path / "runs"
+    assert cli.main(["run", "all", "--problems", str(problems_dir), "--quick", "--quiet",
+                     "--out", str(out)]) == 0
+    index = (out / "report.md").read_text()
+    assert "[report](tiny/report.md)" in index and "(tiny/loss.png)" in index
+    assert "hidden" not in index  # files starting with _ are not problems
+
+
+def test_a_failing_problem_fails_the_run(problems_dir, tmp_path):
+    (problems_dir / "broken.py").write_text(
+        'NAME = "broken"\ndef run(options):\n    raise ValueError("bad things")\n')
+    code = cli.main(["run", "all", "--problems", str(problems_dir), "--quiet",
+                     "--out", str(tmp_path / "r")])
+    assert code == 1
+    index = (tmp_path / "r" / "report.md").read_text()
+    assert "| broken |" in index and "failed" in index and "| tiny |" in index
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "nope"], "unknown problem 'nope'"),
+        (["run", "tiny", "--steps", "0"], "expected a positive integer, got 0"),
+        (["run", "tiny", "--steps", "ten"], "expected a positive integer, got 'ten'"),
+        (["run", "tiny", "--seed", "x"], "expected an integer"),
+        (["run"], "the following arguments are required: name"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_options_exit_nonzero(problems_dir, argv, message, capsys):
+    if argv[:1] == ["run"] and len(argv) > 1:
+        argv = argv + ["--problems", str(problems_dir)]
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_console_script_and_problem_script(problems_dir, tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    exe = pathlib.Path(sys.executable).parent / "sciml"
+    proc = subprocess.run([str(exe), "list"], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and "poisson-1d" in proc.stdout
+    out = tmp_path / "direct"
+    proc = subprocess.run([sys.executable, str(problems_dir / "tiny.py"), "--quiet",
+                           "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["quick"] is False
+    proc = subprocess.run([sys.executable, str(problems_dir / "tiny.py"), "--steps", "-1"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "positive integer" in proc.stderr

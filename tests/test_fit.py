@@ -1,0 +1,404 @@
+"""`sciml.fit` against independent truth: normal equations, Rosenbrock's minimum, a
+trajectory computed by hand, an uninterrupted run (for resume), a single device (for
+data parallelism)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sciml
+from sciml import _fit
+
+
+class Linear(eqx.Module):
+    w: jax.Array
+    b: jax.Array
+
+    def __call__(self, x):
+        return x @ self.w + self.b
+
+
+def _regression_data(n=200, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = X @ np.arange(1.0, d + 1) + 0.3 + 0.1 * rng.normal(size=n)
+    return jnp.asarray(X), jnp.asarray(y)
+
+
+def mse_loss(model, batch, *, key):
+    X, y = batch
+    r = jax.vmap(model)(X) - y
+    return jnp.mean(r**2), {"max_abs": jnp.max(jnp.abs(r))}
+
+
+def test_least_squares_reaches_normal_equations(getkey):
+    X, y = _regression_data()
+    model = Linear(jnp.zeros(5), jnp.zeros(()))
+    stages = [sciml.Stage(optax.adam(0.05), 300), sciml.Stage(optax.lbfgs(), 50)]
+    result = sciml.fit(model, mse_loss, stages, key=getkey(), data=(X, y), progress=False)
+    A = np.c_[np.asarray(X), np.ones(len(y))]
+    coef = np.linalg.solve(A.T @ A, A.T @ np.asarray(y))  # normal equations
+    np.testing.assert_allclose(result.model.w, coef[:-1], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(result.model.b, coef[-1], rtol=1e-8, atol=1e-10)
+    h = result.history
+    assert set(h) == {"step", "stage", "loss", "time", "max_abs"}
+    assert len(h["loss"]) == 350
+    np.testing.assert_array_equal(h["step"], np.arange(350))
+    np.testing.assert_array_equal(h["stage"], np.r_[np.zeros(300), np.ones(50)])
+    assert np.all(np.diff(h["time"]) >= 0)
+
+
+def test_minibatch_adam_approaches_least_squares(getkey):
+    X, y = _regression_data(n=256)
+    model = Linear(jnp.zeros(5), jnp.zeros(()))
+    data = sciml.Minibatches((X, y), 32)
+    result = sciml.fit(model, mse_loss, optax.adam(1e-2), steps=2000, key=getkey(), data=data,
+                       progress=False)
+    A = np.c_[np.asarray(X), np.ones(len(y))]
+    coef = np.linalg.lstsq(A, np.asarray(y), rcond=None)[0]
+    # Stochastic gradients: close to, not at, the optimum (noise level 0.1, 256 examples).
+    np.testing.assert_allclose(result.model.w, coef[:-1], atol=2e-2)
+
+
+def test_lbfgs_reaches_rosenbrock_minimum(getkey):
+    def rosenbrock(p, batch, *, key):
+        return (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
+
+    result = sciml.fit(jnp.array([-1.2, 1.0]), rosenbrock, optax.lbfgs(), steps=200,
+                       key=getkey(), progress=False)
+    np.testing.assert_allclose(result.model, [1.0, 1.0], atol=1e-6)
+
+
+def _blowup_problem():
+    # x follows plain gradient descent on -x + eps*log(c - x); the log turns NaN once
+    # x exceeds c, at a step we compute by hand below.
+    c, eps, lr = 10.5, 1e-3, 1.0
+
+    def loss(x, batch, *, key):
+        blow = eps * jnp.log(c - x)
+        return -x + blow, {"linear": -x, "log_term": blow}
+
+    xs = [0.0]
+    while xs[-1] <= c:
+        x = xs[-1]
+        xs.append(x - lr * (-1.0 - eps / (c - x)))
+    return loss, lr, xs
+
+
+def test_divergence_guard_stops_at_known_step(getkey, tmp_path):
+    loss, lr, xs = _blowup_problem()
+    bad_step = len(xs) - 1  # first step whose parameters make the loss NaN
+    with pytest.raises(FloatingPointError) as info:
+        sciml.fit(jnp.asarray(0.0), loss, optax.sgd(lr), steps=100, key=getkey(),
+                  progress=False, checkpoint=tmp_path / "ckpt")
+    err = info.value
+    assert isinstance(err, sciml.DivergenceError)
+    assert err.step == bad_step
+    assert f"step {bad_step}" in str(err) and "log_term" in str(err)
+    assert "linear" not in str(err).split("Non-finite terms:")[1]
+    # The last model with a finite loss, and the history up to the bad step.
+    np.testing.assert_allclose(err.model, xs[bad_step - 1], rtol=1e-12)
+    assert len(err.history["loss"]) == bad_step + 1
+    assert np.isnan(err.history["loss"][-1]) and np.all(np.isfinite(err.history["loss"][:-1]))
+    assert err.checkpoint is not None and os.path.isdir(err.checkpoint)
+
+
+def test_divergence_guard_on_gradient(getkey):
+    def loss(x, batch, *, key):
+        # finite value, infinite gradient at x = 0 (sqrt), reached at step 0
+        return jnp.sqrt(jnp.abs(x))
+
+    with pytest.raises(sciml.DivergenceError, match="gradient became non-finite at step 0"):
+        sciml.fit(jnp.asarray(0.0), loss, optax.sgd(0.1), steps=10, key=getkey(), progress=False)
+
+
+def _stochastic_problem(getkey):
+    X, y = _regression_data(n=96)
+    model = sciml.nn.MLP(5, "scalar", 8, 1, key=getkey())
+
+    def loss(m, batch, *, key):
+        Xb, yb = batch
+        noise = 1e-3 * jax.random.normal(key, yb.shape)  # the loss uses its key
+        r = jax.vmap(m)(Xb) - yb + noise
+        return jnp.mean(r**2), {"bias": jnp.mean(r)}
+
+    return model, loss, sciml.Minibatches((X, y), 16)
+
+
+def test_resume_is_bit_exact(getkey, tmp_path):
+    model, loss, data = _stochastic_problem(getkey)
+    key = getkey()
+    stages = [sciml.Stage(optax.adam(1e-2), 70), sciml.Stage(optax.lbfgs(), 30,
+                                                              data=data.data)]
+    full = sciml.fit(model, loss, stages, key=key, data=data, progress=False)
+
+    class StopAt:
+        every = 45
+
+        def __call__(self, info):
+            return info.step == 45
+
+    ckpt = tmp_path / "run"
+    first = sciml.fit(model, loss, stages, key=key, data=data, progress=False,
+                      checkpoint=ckpt, callbacks=[StopAt()])
+    assert first.stopped is not None and len(first.history["loss"]) == 45
+    resumed = sciml.fit(model, loss, stages, key=key, data=data, progress=False,
+                        checkpoint=ckpt, resume=True)
+    for a, b in zip(jax.tree.leaves(full.model), jax.tree.leaves(resumed.model)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(full.history["loss"], resumed.history["loss"])
+    np.testing.assert_array_equal(full.history["bias"], resumed.history["bias"])
+
+
+def test_resume_refuses_other_schedule(getkey, tmp_path):
+    model, loss, data = _stochastic_problem(getkey)
+    key = getkey()
+    sciml.fit(model, loss, optax.adam(1e-2), steps=20, key=key, data=data, progress=False,
+              checkpoint=tmp_path / "c")
+    with pytest.raises(ValueError, match="stages ending at steps"):
+        sciml.fit(model, loss, optax.adam(1e-2), steps=30, key=key, data=data,
+                  progress=False, checkpoint=tmp_path / "c", resume=True)
+    with pytest.raises(ValueError, match="different `key`"):
+        sciml.fit(model, loss, optax.adam(1e-2), steps=20, key=getkey(), data=data,
+                  progress=False, checkpoint=tmp_path / "c", resume=True)
+
+
+def test_same_key_same_numbers(getkey):
+    model, loss, data = _stochastic_problem(getkey)
+    key = getkey()
+    a = sciml.fit(model, loss, optax.adam(1e-2), steps=50, key=key, data=data, progress=False)
+    b = sciml.fit(model, loss, optax.adam(1e-2), steps=50, key=key, data=data, progress=False)
+    c = sciml.fit(model, loss, optax.adam(1e-2), steps=50, key=getkey(), data=data,
+                  progress=False)
+    np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+    assert not np.array_equal(a.history["loss"], c.history["loss"])
+
+
+def test_second_call_does_not_recompile(getkey):
+    X, y = _regression_data()
+    model = Linear(jnp.zeros(5), jnp.zeros(()))
+    opt = optax.adam(1e-2)
+    sciml.fit(model, mse_loss, opt, steps=5, key=getkey(), data=(X, y), progress=False)
+    compiled = _fit._run._cache_size()
+    # Same shapes, other values, other key, other step count: no new executable.
+    model2 = Linear(jnp.ones(5), jnp.ones(()))
+    sciml.fit(model2, mse_loss, opt, steps=17, key=getkey(), data=(X + 1.0, y),
+              progress=False)
+    assert _fit._run._cache_size() == compiled
+
+
+def test_minibatches_visit_every_example_once_per_epoch(getkey):
+    n, bs = 48, 8
+    data = sciml.Minibatches(jnp.arange(n, dtype=jnp.float64), bs)
+    seen = []
+
+    def loss(p, batch, *, key):
+        return jnp.sum(p * 0) + jnp.sum(batch), {"first": batch[0]}
+
+    result = sciml.fit(jnp.zeros(()), loss, optax.sgd(0.0), steps=3 * n // bs, key=getkey(),
+                       data=data, progress=False)
+    sums = result.history["loss"].reshape(3, n // bs).sum(axis=1)
+    np.testing.assert_allclose(sums, n * (n - 1) / 2)  # each example exactly once per epoch
+    seen = result.history["first"].reshape(3, n // bs)
+    assert not np.array_equal(seen[0], seen[1])  # reshuffled
+
+
+def test_resampler_and_step_keyword(getkey):
+    def sampler(key):
+        return jax.random.uniform(key, (4,))
+
+    def loss(p, batch, *, key, step):
+        return jnp.sum(p**2) + jnp.asarray(step, p.dtype) + 0 * jnp.sum(batch), {
+            "batch_mean": jnp.mean(batch)}
+
+    result = sciml.fit(jnp.asarray(0.0), loss, optax.sgd(0.0), steps=6, key=getkey(),
+                       data=sampler, progress=False)
+    np.testing.assert_allclose(result.history["loss"], np.arange(6.0))
+    means = result.history["batch_mean"]
+    assert len(set(np.round(means, 12))) == 6 and np.all((means > 0) & (means < 1))
+
+
+def test_frozen_leaves_and_multi_transform(getkey):
+    X, y = _regression_data()
+    model = Linear(jnp.zeros(5), jnp.asarray(0.7))
+    spec = Linear(True, False)
+    frozen = sciml.fit(model, mse_loss, optax.adam(1e-2), steps=20, key=getkey(),
+                       data=(X, y), trainable=spec, progress=False)
+    assert float(frozen.model.b) == 0.7
+    assert not np.allclose(frozen.model.w, 0.0)
+
+    labels = sciml.param_labels(model, {"slow": lambda m: m.b}, default="fast")
+    opt = optax.multi_transform({"fast": optax.adam(1e-2), "slow": optax.set_to_zero()},
+                                labels)
+    grouped = sciml.fit(model, mse_loss, opt, steps=20, key=getkey(), data=(X, y),
+                        progress=False)
+    assert float(grouped.model.b) == 0.7
+    np.testing.assert_array_equal(grouped.model.w, frozen.model.w)
+
+
+def test_callbacks_every_and_stop(getkey):
+    X, y = _regression_data()
+    calls = []
+
+    class Every10:
+        every = 10
+
+        def __call__(self, info):
+            calls.append((info.step, len(info.history["loss"])))
+            assert np.isfinite(info.loss) and "max_abs" in info.terms
+
+    def stop_late(info):
+        return info.step >= 35
+
+    result = sciml.fit(Linear(jnp.zeros(5), jnp.zeros(())), mse_loss, optax.adam(1e-2),
+                       steps=100, key=getkey(), data=(X, y), progress=False,
+                       callbacks=[Every10(), stop_late])
+    assert [c[0] for c in calls][:3] == [10, 20, 30]
+    assert all(step == n for step, n in calls)
+    assert result.stopped and 35 <= len(result.history["loss"]) < 100
+
+
+def test_progress_bar_shows_terms(getkey, capsys):
+    X, y = _regression_data()
+    sciml.fit(Linear(jnp.zeros(5), jnp.zeros(())), mse_loss, optax.adam(1e-2), steps=30,
+              key=getkey(), data=(X, y), progress=True)
+    err = capsys.readouterr().err
+    assert "30/30" in err and "max_abs=" in err
+
+
+def test_save_load_round_trip(getkey, tmp_path):
+    model = sciml.nn.MLP(3, 2, 8, 2, key=getkey())
+    sciml.save(tmp_path / "m.eqx", model)
+    like = sciml.nn.MLP(3, 2, 8, 2, key=getkey())
+    back = sciml.load(tmp_path / "m.eqx", like)
+    for a, b in zip(jax.tree.leaves(model), jax.tree.leaves(back)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="does not match"):
+        sciml.load(tmp_path / "m.eqx", sciml.nn.MLP(3, 2, 9, 2, key=getkey()))
+    with pytest.raises(FileNotFoundError, match="no file"):
+        sciml.load(tmp_path / "missing.eqx", like)
+
+
+# ---------------------------------------------------------------------------------
+# Bad input: each gets a clear error before training.
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(steps=0), ValueError, "positive number of optimiser steps, got 0"),
+        (dict(steps=-3), ValueError, "got -3"),
+        (dict(steps=2.5), TypeError, "`steps` must be a positive int"),
+        (dict(steps=None), TypeError, "missing `steps=`"),
+        (dict(optimiser="adam"), TypeError, "optax.GradientTransformation"),
+        (dict(key=0), TypeError, "PRNG key"),
+        (dict(devices=64), ValueError, "device"),
+        (dict(resume=True), ValueError, "needs `checkpoint=`"),
+        (dict(checkpoint_every=0), ValueError, "checkpoint_every"),
+        (dict(trainable=lambda x: False), ValueError, "nothing to train"),
+        (dict(callbacks=[3]), TypeError, "not callable"),
+    ],
+)
+def test_bad_arguments(getkey, kwargs, error, match):
+    X, y = _regression_data()
+    args = dict(model=Linear(jnp.zeros(5), jnp.zeros(())), loss=mse_loss,
+                optimiser=optax.adam(1e-2), steps=10, key=getkey(), data=(X, y),
+                progress=False)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        sciml.fit(**args)
+
+
+def test_bad_losses(getkey):
+    X, y = _regression_data()
+    model = Linear(jnp.zeros(5), jnp.zeros(()))
+    fit = lambda loss, data=(X, y): sciml.fit(model, loss, optax.adam(1e-2), steps=5,
+                                               key=getkey(), data=data, progress=False)
+    with pytest.raises(ValueError, match=r"scalar \(shape \(\)\), but it returned shape \(200,\)"):
+        fit(lambda m, b, *, key: jax.vmap(m)(b[0]) - b[1])
+    with pytest.raises(ValueError, match="aux term 'r' .* must be a scalar"):
+        fit(lambda m, b, *, key: (jnp.mean(jax.vmap(m)(b[0])), {"r": jax.vmap(m)(b[0])}))
+    with pytest.raises(ValueError, match="scalar or \\(scalar, dict of scalars\\)"):
+        fit(lambda m, b, *, key: (jnp.mean(jax.vmap(m)(b[0])), 3.0, 4.0))
+    with pytest.raises(ValueError, match="The batch has shapes"):
+        fit(mse_loss, data=(X[:, :3], y))  # 3 features for a 5-weight model
+    with pytest.raises(TypeError, match="non-array leaves"):
+        fit(mse_loss, data=("a", "b"))
+
+
+def test_bad_minibatches():
+    with pytest.raises(ValueError, match="same leading"):
+        sciml.Minibatches((jnp.zeros((10, 2)), jnp.zeros(9)), 2)
+    with pytest.raises(ValueError, match="between 1 and the number of examples \\(10\\)"):
+        sciml.Minibatches(jnp.zeros((10, 2)), 11)
+
+
+# ---------------------------------------------------------------------------------
+# Data parallelism over two (fake CPU) devices.
+
+_TWO_DEVICE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import equinox as eqx, jax, jax.numpy as jnp, numpy as np, optax
+    jax.config.update("jax_enable_x64", True)
+    import sciml
+    assert len(jax.devices()) == 2, jax.devices()
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(rng.normal(size=(64, 3)))
+    y = jnp.sin(X).sum(axis=1)
+    model = sciml.nn.MLP(3, "scalar", 16, 2, key=jax.random.key(1))
+
+    def loss(m, batch, *, key):
+        Xb, yb = batch
+        return jnp.mean((jax.vmap(m)(Xb) - yb) ** 2)
+
+    out = {}
+    def resample(k):
+        return X[:32] + 0.01 * jax.random.normal(k, (32, 3)), y[:32]
+
+    for name, data in [("fixed", (X, y)), ("mini", sciml.Minibatches((X, y), 16)),
+                       ("resample", resample)]:
+        runs = []
+        for devices in (None, 2):
+            r = sciml.fit(model, loss, optax.adam(1e-2), steps=40, key=jax.random.key(2),
+                          data=data, devices=devices, progress=False)
+            leaves = jax.tree.leaves(eqx.filter(r.model, eqx.is_array))
+            runs.append([np.asarray(l).tolist() for l in leaves])
+            runs.append(r.history["loss"].tolist())
+        out[name] = runs
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def test_two_devices_match_one(tmp_path):
+    script = tmp_path / "two.py"
+    script.write_text(_TWO_DEVICE_SCRIPT)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    for name, (p1, h1, p2, h2) in out.items():
+        # Sharded reductions sum in another order: equal to rounding, not bit for bit.
+        for a, b in zip(p1, p2):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(h1, h2, rtol=1e-9, err_msg=name)
+
+
+def test_devices_need_divisible_batch(getkey):
+    X, y = _regression_data(n=7)
+    with pytest.raises(ValueError, match="multiple of 1|data="):
+        # one device divides everything; data=None cannot be sharded
+        sciml.fit(Linear(jnp.zeros(5), jnp.zeros(())), lambda m, b, *, key: jnp.sum(m.w),
+                  optax.adam(1e-2), steps=2, key=getkey(), devices=1, progress=False)
