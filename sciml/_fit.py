@@ -216,9 +216,10 @@ class _Program:
     def __eq__(self, other):
         return self is other or (isinstance(other, _Program) and self._key == other._key)
 
-    def call_loss(self, model, batch, key, step):
+    def call_loss(self, loss_arrays, model, batch, key, step):
         kwargs = {"step": step} if self.pass_step else {}
-        out = self.loss(model, batch, key=key, **kwargs)
+        loss = eqx.combine(loss_arrays, self.loss)
+        out = loss(model, batch, key=key, **kwargs)
         if self.has_aux:
             value, aux = out
         else:
@@ -245,7 +246,7 @@ class _Program:
 
         def objective(p):
             model = eqx.combine(p, dyn["frozen"], self.static)
-            return self.call_loss(model, batch, key, step)
+            return self.call_loss(dyn["loss"], model, batch, key, step)
 
         return objective, data_state
 
@@ -736,8 +737,11 @@ def fit(
         if mesh is not None and batch0 is not None:
             _check_batch_sharding(jax.eval_shape(lambda: batch0), ndev, "the batch")
         data_arrays, data_static = eqx.partition(source, eqx.is_array)
+        # A loss may be a pytree holding arrays (e.g. the bound method `problem.loss` of
+        # an equinox module): its arrays are arguments, its structure keys the program.
+        loss_arrays, loss_static = eqx.partition(stage_loss, eqx.is_array)
         program = _Program(
-            loss=stage_loss,
+            loss=loss_static,
             optimiser=tx,
             static=static,
             data_static=data_static,
@@ -756,6 +760,7 @@ def fit(
                 program=program,
                 source=source,
                 data_arrays=data_arrays,
+                loss_arrays=loss_arrays,
                 batch0=batch0 if linesearch else None,
                 key_loss=stage_key if linesearch else key_loss,
                 aux_names=aux_names,
@@ -866,6 +871,7 @@ def fit(
                 source = eqx.combine(data_arrays, eqx.partition(source, eqx.is_array)[1])
             dyn = dict(
                 frozen=frozen,
+                loss=put(plan["loss_arrays"], replicated),
                 data=data_arrays,
                 key_loss=plan["key_loss"],
                 key_data=key_data,

@@ -402,3 +402,30 @@ def test_devices_need_divisible_batch(getkey):
         # one device divides everything; data=None cannot be sharded
         sciml.fit(Linear(jnp.zeros(5), jnp.zeros(())), lambda m, b, *, key: jnp.sum(m.w),
                   optax.adam(1e-2), steps=2, key=getkey(), devices=1, progress=False)
+
+
+class _TargetLoss(eqx.Module):
+    target: jax.Array
+
+    def __call__(self, p, batch, *, key):
+        return jnp.sum((p - self.target) ** 2)
+
+    def method(self, p, batch, *, key):
+        return jnp.sum((p - 2 * self.target) ** 2)
+
+
+def test_loss_may_be_a_module_holding_arrays(getkey):
+    opt = optax.adam(0.1)
+    a = sciml.fit(jnp.zeros(3), _TargetLoss(jnp.arange(3.0)), opt, steps=400, key=getkey(),
+                  progress=False)
+    np.testing.assert_allclose(a.model, np.arange(3.0), atol=1e-3)
+    compiled = _fit._run._cache_size()
+    # Other arrays, same structure: the same executable, and the new values are used.
+    b = sciml.fit(jnp.zeros(3), _TargetLoss(jnp.ones(3)), opt, steps=400, key=getkey(),
+                  progress=False)
+    np.testing.assert_allclose(b.model, np.ones(3), atol=1e-3)
+    assert _fit._run._cache_size() == compiled
+    # A bound method of such a module (how problems expose `problem.loss`).
+    c = sciml.fit(jnp.zeros(3), _TargetLoss(jnp.ones(3)).method, opt, steps=400,
+                  key=getkey(), progress=False)
+    np.testing.assert_allclose(c.model, 2 * np.ones(3), atol=1e-3)
