@@ -173,8 +173,16 @@ def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None =
     options.out.mkdir(parents=True, exist_ok=True)
     if run is None:
         run = _load_run(entry)
+    import jax
+
+    # A problem may switch float64 on for itself; the next one starts from the setting
+    # the runner had.
+    x64 = bool(jax.config.jax_enable_x64)
     t0 = time.perf_counter()
-    metrics = run(options)
+    try:
+        metrics = run(options)
+    finally:
+        jax.config.update("jax_enable_x64", x64)
     if not isinstance(metrics, dict):
         raise CLIError(f"{entry.path}: run() must return a dict of metrics, got {type(metrics)}.")
     metrics = dict(metrics)

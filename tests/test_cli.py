@@ -29,7 +29,8 @@ TINY_PROBLEM = textwrap.dedent(
         r = sciml.fit(jnp.zeros(2), loss, optax.adam(0.1), steps=options.steps_or(300),
                       key=jax.random.key(options.seed), progress=options.progress)
         sciml.plot.history(r.history, options.out / "loss.png")
-        return {"slope": float(r.model[0]), "quick": options.quick}
+        return {"slope": float(r.model[0]), "quick": options.quick,
+                "dtype": str(jnp.zeros(()).dtype)}
 
     if __name__ == "__main__":
         raise SystemExit(sciml.cli.script_main(NAME, run))
@@ -119,3 +120,20 @@ def test_console_script_and_problem_script(problems_dir, tmp_path):
     proc = subprocess.run([sys.executable, str(problems_dir / "tiny.py"), "--steps", "-1"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "positive integer" in proc.stderr
+
+
+def test_a_problem_cannot_change_float64_for_the_next(problems_dir, tmp_path):
+    # Runs first (sorted names) and flips the x64 setting the suite runs with.
+    (problems_dir / "a_flip.py").write_text(
+        'import jax\nNAME = "a-flip"\n'
+        'def run(options):\n'
+        '    jax.config.update("jax_enable_x64", not jax.config.jax_enable_x64)\n'
+        '    return {}\n')
+    import jax
+
+    before = jax.config.jax_enable_x64
+    assert cli.main(["run", "all", "--problems", str(problems_dir), "--quiet",
+                     "--out", str(tmp_path / "r")]) == 0
+    record = json.loads((tmp_path / "r" / "tiny" / "metrics.json").read_text())
+    assert record["metrics"]["dtype"] == ("float64" if before else "float32")
+    assert jax.config.jax_enable_x64 == before

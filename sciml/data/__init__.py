@@ -1,0 +1,27 @@
+"""Operator data: random input functions, reference solvers, DeepXDE npz layouts."""
+
+from ._batches import FunctionBatches as FunctionBatches
+from ._burgers import burgers_cole_hopf as burgers_cole_hopf, burgers_reference as burgers_reference
+from ._generators import (
+    RandomPoints as RandomPoints,
+    antiderivative as antiderivative,
+    diffusion_reaction as diffusion_reaction,
+    nonlinear_ode as nonlinear_ode,
+    pendulum as pendulum,
+    solve_diffusion_reaction as solve_diffusion_reaction,
+    solve_ode as solve_ode,
+)
+from ._layouts import (
+    Triple as Triple,
+    TripleCartesianProd as TripleCartesianProd,
+    load_npz as load_npz,
+    make_layout as make_layout,
+    save_npz as save_npz,
+)
+from ._spaces import (
+    GRF as GRF,
+    AbstractFunctionSpace as AbstractFunctionSpace,
+    Chebyshev as Chebyshev,
+    cubic_antiderivative as cubic_antiderivative,
+    cubic_interpolate as cubic_interpolate,
+)

@@ -1,0 +1,37 @@
+"""Microkinetic models: mechanisms from text, mass-action ODEs, forward solves and
+inverse problems with uncertainty (KINN surrogate, direct ODE fit, ES-MDA).
+
+Gusmão, Retnanto, da Cunha & Medford, "Kinetics-informed neural networks" (2022).
+"""
+
+from ._benchmarks import (
+    BENCHMARKS as BENCHMARKS,
+    SCENARIOS as SCENARIOS,
+    Benchmark as Benchmark,
+    paper_times as paper_times,
+    score as score,
+    synthetic_observations as synthetic_observations,
+)
+from ._data import Estimate as Estimate, Observations as Observations
+from ._estimators import (
+    ESMDA as ESMDA,
+    AbstractEstimator as AbstractEstimator,
+    DirectFit as DirectFit,
+    estimate as estimate,
+)
+from ._kinn import KINN as KINN, KINNSurrogate as KINNSurrogate, simplex as simplex
+from ._mechanism import (
+    GROUPS as GROUPS,
+    Mechanism as Mechanism,
+    MechanismError as MechanismError,
+    SpeciesKind as SpeciesKind,
+    Step as Step,
+)
+from ._simulate import (
+    Simulator as Simulator,
+    mass_action as mass_action,
+    rates as rates,
+    reference_solve as reference_solve,
+    rhs as rhs,
+    simulate as simulate,
+)

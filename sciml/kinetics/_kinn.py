@@ -1,0 +1,337 @@
+"""Kinetics-informed neural networks (KINN): the surrogate inverse problem.
+
+Gusmão, Retnanto, da Cunha & Medford, "Kinetics-informed neural networks", Catalysis
+Today (2022), arXiv:2011.14473. One network per experiment maps t to the state; the
+surface fractions come out on the simplex by construction (the paper's trigonometric
+stick-breaking map), and ln k are trained jointly with the networks by `sciml.fit` on
+
+    L = J_m + alpha J_d,   J_m = <|xdot_NN - M (k * f(x_NN))|^2>,  J_d = <|obs(x_NN) - y|^2>,
+
+(J_d also holds the misfit of the known initial states), with alpha raised stage by
+stage (`sciml.Stage`s, fresh Adam moments each stage, as in the paper), then an
+L-BFGS polish. Uncertainty: Laplace / Gauss-Newton on the whole parameter vector
+(networks, ln k, ln scales), marginalised to ln k.
+"""
+
+from __future__ import annotations
+
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from .. import nn as _nn
+from .._fit import Stage, fit
+from ._data import covariance_to_std_corr, gauss_newton_covariance
+from ._estimators import AbstractEstimator, _finish, check_problem, initial_log_scale
+from ._simulate import rhs
+
+
+def simplex(u):
+    """Maps `p - 1` reals to `p` fractions that are >= 0 and sum to 1 (KINN eq. 3.8).
+
+    y_i = sin^2(tanh(u_i) 3 pi / 4 + pi / 4), z_i = (1 - y_i) prod_{j<i} y_j,
+    z_p = prod_j y_j.
+    """
+    y = jnp.sin(jnp.tanh(u) * (0.75 * jnp.pi) + 0.25 * jnp.pi) ** 2
+    head = jnp.concatenate([jnp.ones((1,), u.dtype), jnp.cumprod(y)])
+    return head * jnp.concatenate([1.0 - y, jnp.ones((1,), u.dtype)])
+
+
+class KINNSurrogate(eqx.Module):
+    """Networks (one per experiment, stacked on a leading axis) plus ln k and ln scales."""
+
+    nets: _nn.MLP
+    log_k: jax.Array
+    log_scale: jax.Array
+    mechanism: object = eqx.field(static=True)
+    gas: tuple[int, ...] = eqx.field(static=True)
+    surface: tuple[int, ...] = eqx.field(static=True)
+    site_total: tuple[float, ...] = eqx.field(static=True)
+    t_scale: float = eqx.field(static=True)
+
+    def state(self, e: int, net, t):
+        """State of experiment `e` (its network `net`) at scalar time `t`."""
+        # Log-warped time: fast initial transients get as much of the input range as
+        # the slow tail (the paper's data are log-dense near t = 0 for this reason).
+        u = jnp.log1p(20.0 * t / self.t_scale) / jnp.log(21.0)
+        out = net(u)
+        n_gas = len(self.gas)
+        x = jnp.zeros((self.mechanism.n_species,), out.dtype)
+        if n_gas:
+            x = x.at[jnp.asarray(self.gas)].set(out[:n_gas])
+        if self.surface:
+            z = simplex(out[n_gas:]) if len(self.surface) > 1 else jnp.ones((1,), out.dtype)
+            x = x.at[jnp.asarray(self.surface)].set(z * jnp.asarray(self.site_total, out.dtype)[e])
+        return x
+
+    def trajectories(self, t):
+        """States `(n_exp, n_times, n_species)` at times `t` `(n_exp, n_times)`."""
+        return self._map(lambda e, net, ti: self.state(e, net, ti), t)
+
+    def _map(self, fn, t):
+        n_exp = t.shape[0]
+        per = []
+        for e in range(n_exp):  # experiments are few; networks are sliced statically
+            net = jax.tree.map(lambda x: x[e] if eqx.is_array(x) else x, self.nets)
+            per.append(jax.vmap(lambda ti: fn(e, net, ti))(t[e]))
+        return jnp.stack(per)
+
+    def residual(self, t):
+        """Physics residual xdot_NN - M r(x_NN), `(n_exp, n_times, n_species)`."""
+
+        def one(e, net, ti):
+            x, xdot = jax.jvp(lambda s: self.state(e, net, s), (ti,), (jnp.ones_like(ti),))
+            return xdot - rhs(self.mechanism, self.log_k, x)
+
+        return self._map(one, t)
+
+
+def _loss_terms(model: KINNSurrogate, batch, observations):
+    res = model.residual(batch["t_col"])
+    j_m = jnp.mean(res**2)
+    x = model.trajectories(observations.t)
+    pred = observations.observe(x, model.log_scale)
+    mask = observations.mask
+    diff = jnp.where(mask, pred - observations.values, 0.0)
+    j_d = jnp.sum(diff**2) / jnp.sum(mask)
+    # The initial state of every experiment is known: it anchors the unobserved species.
+    x_start = x[:, 0, :]
+    j_ic = jnp.mean((x_start - observations.x0) ** 2)
+    return j_m, j_d + j_ic
+
+
+def _loss(model, batch, *, key):
+    del key
+    j_m, j_d = _loss_terms(model, batch, batch["obs"])
+    return j_m + batch["alpha"] * j_d, {"physics": j_m, "data": j_d}
+
+
+class KINN(AbstractEstimator):
+    """The KINN surrogate estimator (the paper's method), trained by `sciml.fit`.
+
+    **Arguments:**
+
+    - `width`, `depth`: hidden width and number of hidden layers of each network.
+    - `activation`: hidden activation (default tanh).
+    - `alphas`: the data weight of each Adam stage (continuation, low to high).
+    - `steps_per_stage`: Adam steps per stage.
+    - `learning_rate`: Adam learning rate of the networks; ln k and ln scales use
+      `physics_learning_rate`.
+    - `lbfgs_steps`: L-BFGS steps at the last alpha (0 to skip).
+    - `n_collocation`: extra uniformly spaced physics points per experiment (the
+      observation times are always used).
+    - `rcond`: eigenvalue floor of the Gauss-Newton matrix (relative), see
+      `gauss_newton_covariance`.
+    - `progress`: show `fit`'s progress bar.
+    """
+
+    width: int = eqx.field(static=True)
+    depth: int = eqx.field(static=True)
+    activation: object = eqx.field(static=True)
+    alphas: tuple = eqx.field(static=True)
+    steps_per_stage: int = eqx.field(static=True)
+    learning_rate: float = eqx.field(static=True)
+    physics_learning_rate: float = eqx.field(static=True)
+    lbfgs_steps: int = eqx.field(static=True)
+    n_collocation: int = eqx.field(static=True)
+    rcond: float = eqx.field(static=True)
+    progress: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        *,
+        width: int = 16,
+        depth: int = 3,
+        activation=jnp.tanh,
+        alphas=(1.0, 10.0, 100.0, 1000.0),
+        steps_per_stage: int = 3000,
+        learning_rate: float = 3e-3,
+        physics_learning_rate: float = 3e-2,
+        lbfgs_steps: int = 1000,
+        n_collocation: int = 0,
+        rcond: float = 1e-12,
+        progress: bool = False,
+    ):
+        if not alphas or any(a <= 0 for a in alphas):
+            raise ValueError(f"KINN: `alphas` must be positive data weights, got {alphas}.")
+        self.width = width
+        self.depth = depth
+        self.activation = activation
+        self.alphas = tuple(float(a) for a in alphas)
+        self.steps_per_stage = int(steps_per_stage)
+        self.learning_rate = learning_rate
+        self.physics_learning_rate = physics_learning_rate
+        self.lbfgs_steps = int(lbfgs_steps)
+        self.n_collocation = int(n_collocation)
+        self.rcond = rcond
+        self.progress = progress
+
+    def init(self, mechanism, observations, *, key, init_log_k) -> KINNSurrogate:
+        """The untrained surrogate."""
+        dtype = observations.x0.dtype
+        gas = tuple(i for i, k in enumerate(mechanism.kinds) if not k.is_surface)
+        surface = tuple(i for i, k in enumerate(mechanism.kinds) if k.is_surface)
+        x0 = np.asarray(observations.x0)
+        site_total = tuple(float(v) for v in x0[:, list(surface)].sum(1)) if surface else ()
+        out = len(gas) + max(len(surface) - 1, 0)
+        n_exp = x0.shape[0]
+        keys = jax.random.split(key, n_exp)
+        nets = eqx.filter_vmap(
+            lambda k: _nn.MLP(
+                "scalar",
+                out,
+                self.width,
+                self.depth,
+                activation=self.activation,
+                dtype=dtype,
+                key=k,
+            )
+        )(keys)
+        return KINNSurrogate(
+            nets=nets,
+            log_k=jnp.asarray(init_log_k, dtype),
+            log_scale=jnp.zeros((observations.n_scales,), dtype),
+            mechanism=mechanism,
+            gas=gas,
+            surface=surface,
+            site_total=site_total,
+            t_scale=float(np.max(np.asarray(observations.t))) or 1.0,
+        )
+
+    def estimate(self, mechanism, observations, *, key, init_log_k=None):
+        init_log_k = check_problem(mechanism, observations, init_log_k, "KINN.estimate")
+        t0 = time.perf_counter()
+        knet, kfit = jax.random.split(key)
+        model = self.init(mechanism, observations, key=knet, init_log_k=init_log_k)
+        if observations.n_scales:
+            import diffrax
+
+            ls = initial_log_scale(
+                mechanism, observations, init_log_k, diffrax.PIDController(rtol=1e-7, atol=1e-9)
+            )
+            model = eqx.tree_at(
+                lambda m: m.log_scale, model, jnp.asarray(ls, model.log_scale.dtype)
+            )
+        t_col = observations.t
+        if self.n_collocation:
+            extra = jnp.broadcast_to(
+                jnp.linspace(0.0, model.t_scale, self.n_collocation, dtype=t_col.dtype),
+                (t_col.shape[0], self.n_collocation),
+            )
+            t_col = jnp.concatenate([t_col, extra], axis=1)
+        labels = _labels(model)
+        adam = optax.multi_transform(
+            {
+                "net": optax.adam(self.learning_rate),
+                "physics": optax.adam(self.physics_learning_rate),
+            },
+            labels,
+        )
+        dtype = observations.x0.dtype
+        stages = [
+            Stage(
+                adam,
+                self.steps_per_stage,
+                data={"t_col": t_col, "alpha": jnp.asarray(a, dtype), "obs": observations},
+            )
+            for a in self.alphas
+        ]
+        if self.lbfgs_steps:
+            stages.append(
+                Stage(
+                    optax.lbfgs(),
+                    self.lbfgs_steps,
+                    data={
+                        "t_col": t_col,
+                        "alpha": jnp.asarray(self.alphas[-1], dtype),
+                        "obs": observations,
+                    },
+                )
+            )
+        result = fit(model, _loss, stages, key=kfit, progress=self.progress)
+        model = result.model
+        cov, s2 = self._laplace(model, observations, t_col, self.alphas[-1])
+        n_k = mechanism.n_reactions
+        theta = np.concatenate([np.asarray(model.log_k), np.asarray(model.log_scale)])
+        fitted = observations.observe(model.trajectories(observations.t), model.log_scale)
+        hist = result.history
+        est = _finish(
+            "kinn",
+            mechanism,
+            observations,
+            theta,
+            cov,
+            fitted,
+            {
+                "wall_time_s": time.perf_counter() - t0,
+                "steps": int(len(hist["step"])),
+                "final_loss": float(hist["loss"][-1]),
+                "physics": float(hist["physics"][-1]),
+                "data": float(hist["data"][-1]),
+                "laplace_s2": float(s2),
+                "compile_s": float(result.timings["compile"]),
+            },
+        )
+        del n_k
+        object.__setattr__(est, "diagnostics", dict(est.diagnostics, history=hist))
+        return est
+
+    def _laplace(self, model, observations, t_col, alpha):
+        """Gauss-Newton covariance of (ln k, ln scales), marginalised over the networks."""
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        flat, unravel = ravel_pytree(params)
+        marks = jax.tree.map(jnp.zeros_like, params)
+        marks = eqx.tree_at(
+            lambda m: (m.log_k, m.log_scale),
+            marks,
+            replace=(
+                jnp.arange(1, model.log_k.shape[0] + 1, dtype=flat.dtype),
+                jnp.arange(1, model.log_scale.shape[0] + 1, dtype=flat.dtype)
+                + model.log_k.shape[0],
+            ),
+        )
+        marks = np.asarray(ravel_pytree(marks)[0])
+        # Positions of ln k then ln scales in the flat vector, in their own order.
+        head = np.argsort(np.where(marks > 0, marks, np.inf))[: int((marks > 0).sum())]
+        idx = jnp.asarray(observations.flat_index())
+
+        def residuals(flat):
+            m = eqx.combine(unravel(flat), static)
+            r_m = m.residual(t_col).ravel()
+            x = m.trajectories(observations.t)
+            pred = observations.observe(x, m.log_scale)
+            r_d = (pred - observations.values).ravel()[idx]
+            r_ic = (x[:, 0, :] - observations.x0).ravel()
+            return jnp.concatenate(
+                [
+                    r_m / jnp.sqrt(r_m.shape[0]),
+                    jnp.sqrt(alpha / r_d.shape[0]) * r_d,
+                    jnp.sqrt(alpha / r_ic.shape[0]) * r_ic,
+                ]
+            )
+
+        jac = np.asarray(jax.jit(jax.jacfwd(residuals))(flat))
+        r = np.asarray(residuals(flat))
+        n, p = jac.shape
+        s2 = float(r @ r) / max(n - p, max(n // 10, 1))
+        # Over-parameterised networks leave many flat directions; they are floored,
+        # not declared unknown, so they do not leak into the ln k block.
+        cov = gauss_newton_covariance(jac, s2, rcond=self.rcond, unidentified_var=None)
+        cov = cov[np.ix_(head, head)]
+        return cov, s2
+
+
+def _labels(model):
+    def fn(params):
+        labels = jax.tree.map(lambda _: "net", params)
+        return eqx.tree_at(lambda m: (m.log_k, m.log_scale), labels, replace=("physics", "physics"))
+
+    return fn
+
+
+__all__ = ["KINN", "KINNSurrogate", "simplex", "covariance_to_std_corr"]

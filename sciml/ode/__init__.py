@@ -1,0 +1,36 @@
+"""Neural ODEs and SDEs on diffrax, regularised by the adaptive solver's own heuristics
+(ERNODE, SRNODE: Pal et al., ICML 2021) or by baselines (RNODE, TayNODE)."""
+
+from ._experiments import (
+    Classifier as Classifier,
+    CubicField as CubicField,
+    DiagonalLinear as DiagonalLinear,
+    Method as Method,
+    TimeConcatField as TimeConcatField,
+    digits_model as digits_model,
+    load_digits_split as load_digits_split,
+    nsde_model as nsde_model,
+    paper_methods as paper_methods,
+    spiral_data as spiral_data,
+    spiral_sde_data as spiral_sde_data,
+    train_digits as train_digits,
+    train_nsde_spiral as train_nsde_spiral,
+    train_spiral as train_spiral,
+)
+from ._models import NeuralODE as NeuralODE, NeuralSDE as NeuralSDE
+from ._regularisers import (
+    AbstractHeuristicRegulariser as AbstractHeuristicRegulariser,
+    AbstractIntegralRegulariser as AbstractIntegralRegulariser,
+    AbstractRegulariser as AbstractRegulariser,
+    ErrorEstimateRegulariser as ErrorEstimateRegulariser,
+    KineticEnergyRegulariser as KineticEnergyRegulariser,
+    StiffnessRegulariser as StiffnessRegulariser,
+    TaylorRegulariser as TaylorRegulariser,
+    total_derivatives as total_derivatives,
+)
+from ._solver import (
+    STABILITY_SIZE as STABILITY_SIZE,
+    HeuristicsSolver as HeuristicsSolver,
+    evaluations_per_step as evaluations_per_step,
+    safe_rms as safe_rms,
+)

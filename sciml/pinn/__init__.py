@@ -1,0 +1,61 @@
+"""Physics-informed neural networks: domains and samplers, derivative helpers, loss
+terms and their balancing, and conditional eigen-PINNs for families of eigenproblems.
+"""
+
+from ._derivatives import (
+    derivative as derivative,
+    gradient as gradient,
+    hessian as hessian,
+    laplacian as laplacian,
+    second_derivative as second_derivative,
+    value_and_gradient as value_and_gradient,
+    value_grad_and_second as value_grad_and_second,
+)
+from ._domains import (
+    AbstractDomain as AbstractDomain,
+    Box as Box,
+    Interval as Interval,
+    SpaceTime as SpaceTime,
+)
+from ._eigen import (
+    ConditionalEigenPINN as ConditionalEigenPINN,
+    EigenproblemFamily as EigenproblemFamily,
+    eigen_stages as eigen_stages,
+)
+from ._hidden import (
+    ClosedFormODE as ClosedFormODE,
+    HiddenTerm as HiddenTerm,
+    HiddenTermModel as HiddenTermModel,
+    HiddenTermODE as HiddenTermODE,
+    Surrogate as Surrogate,
+)
+from ._losses import (
+    causal_loss as causal_loss,
+    causal_weights as causal_weights,
+    grad_norm_weights as grad_norm_weights,
+    refine as refine,
+    sample_by_residual as sample_by_residual,
+    weighted_sum as weighted_sum,
+)
+from ._magnet import (
+    MU0 as MU0,
+    bloch_wall_width as bloch_wall_width,
+    kronmuller_eigenvalue as kronmuller_eigenvalue,
+    kronmuller_family as kronmuller_family,
+    nucleation_field as nucleation_field,
+)
+from ._problems import (
+    Constraint as Constraint,
+    PDELoss as PDELoss,
+    burgers_residual as burgers_residual,
+)
+from ._samplers import (
+    AbstractQuadrature as AbstractQuadrature,
+    AbstractSampler as AbstractSampler,
+    GaussLegendre as GaussLegendre,
+    Halton as Halton,
+    LatinHypercube as LatinHypercube,
+    Trapezoid as Trapezoid,
+    Uniform as Uniform,
+    halton_points as halton_points,
+)

@@ -1,0 +1,213 @@
+"""`sciml kinetics simulate|fit` with small files."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import sciml.kinetics as kin
+from sciml.kinetics._cli import main
+
+
+MECH = "A + * <=> A*   ; ka, kd\nA* -> B + *   ; kr\n"
+RATES = {"ka": 3.0, "kd": 1.0, "kr": 2.0}
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "M.txt").write_text(MECH)
+    (tmp_path / "R.json").write_text(json.dumps(RATES))
+    (tmp_path / "I.csv").write_text(
+        "experiment,A,B,A*,*\nrun1,1.0,0.0,0.0,1.0\nrun2,0.5,0.2,0.3,0.7\n"
+    )
+    return tmp_path
+
+
+def _run(*argv):
+    return main([str(a) for a in argv], prog="sciml kinetics")
+
+
+def test_simulate_matches_scipy(files):
+    rc = _run(
+        "simulate",
+        "--mechanism",
+        files / "M.txt",
+        "--rates",
+        files / "R.json",
+        "--initial",
+        files / "I.csv",
+        "--t-end",
+        2.0,
+        "--points",
+        21,
+        "--out",
+        files / "S.csv",
+    )
+    assert rc == 0
+    with open(files / "S.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 42
+    m = kin.Mechanism.from_text(MECH)
+    log_k = np.log([RATES[n] for n in m.constants])
+    x0 = np.array([0.5, 0.2, 0.3, 0.7])  # run2 in the mechanism's species order A, B, A*, *
+    ref = kin.reference_solve(m, log_k, x0, np.linspace(0, 2, 21))
+    got = np.array([[float(r[s]) for s in m.species] for r in rows if r["experiment"] == "run2"])
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-7)
+
+
+def test_fit_direct_recovers_constants(files):
+    _run(
+        "simulate",
+        "--mechanism",
+        files / "M.txt",
+        "--rates",
+        files / "R.json",
+        "--initial",
+        files / "I.csv",
+        "--t-end",
+        2.0,
+        "--points",
+        21,
+        "--out",
+        files / "S.csv",
+    )
+    # Observe gas only, with a blank (unobserved) cell.
+    with open(files / "S.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(files / "D.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["experiment", "t", "A", "B"])
+        for i, r in enumerate(rows):
+            w.writerow([r["experiment"], r["t"], r["A"], "" if i == 5 else r["B"]])
+    out = files / "out"
+    rc = _run(
+        "fit",
+        "--mechanism",
+        files / "M.txt",
+        "--data",
+        files / "D.csv",
+        "--initial",
+        files / "I.csv",
+        "--method",
+        "direct",
+        "--out",
+        out,
+    )
+    assert rc == 0
+    est = json.loads((out / "estimates.json").read_text())
+    assert set(est) == set(RATES)
+    for name, k in RATES.items():
+        assert abs(np.log(est[name]["value"]) - np.log(k)) < 1e-2
+        assert est[name]["log_std"] >= 0
+    assert (out / "parity.png").stat().st_size > 0
+    assert "ka" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "which, content, message",
+    [
+        ("I.csv", "experiment,A,B,A*\nrun1,1,0,0\n", "missing column(s) ['*']"),
+        ("I.csv", "experiment,A,B,A*,*,Z\nrun1,1,0,0,1,0\n", "not species of the mechanism"),
+        (
+            "I.csv",
+            "experiment,A,B,A*,*\nrun1,1,0,0.2,0.9\n",
+            "row 1 (line 2): the initial state breaks the site balance",
+        ),
+        (
+            "I.csv",
+            "experiment,A,B,A*,*\nrun1,-1,0,0,1\n",
+            "row 1 (line 2), column 'A': negative concentration",
+        ),
+        (
+            "I.csv",
+            "experiment,A,B,A*,*\nrun1,1,0,0,1\nrun2,x,0,0,1\n",
+            "row 2 (line 3), column 'A': 'x' is not a number",
+        ),
+        ("D.csv", "experiment,A\nrun1,0.5\n", "missing column 't'"),
+        (
+            "D.csv",
+            "experiment,t,A\nrun1,0.1,0.5\nrun1,-0.2,0.4\n",
+            "row 2 (line 3), column 't': negative time",
+        ),
+        ("D.csv", "experiment,t,A,Q\nrun1,0.1,0.5,1\n", "not species of the mechanism"),
+        (
+            "D.csv",
+            "experiment,t,A\nrun9,0.1,0.5\n",
+            "row 1 (line 2), column 'experiment': experiment 'run9'",
+        ),
+        ("D.csv", "experiment,t,A\nrun1,0.1,-0.5\n", "column 'A': negative concentration"),
+        ("M.txt", "A + * <=> A*\nA* -> B\n", "line 2: the step does not conserve surface sites"),
+    ],
+)
+def test_fit_bad_files(files, capsys, which, content, message):
+    (files / "D.csv").write_text("experiment,t,A\nrun1,0.1,0.5\n")
+    (files / which).write_text(content)
+    rc = _run(
+        "fit",
+        "--mechanism",
+        files / "M.txt",
+        "--data",
+        files / "D.csv",
+        "--initial",
+        files / "I.csv",
+        "--out",
+        files / "out",
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert which in err
+    assert not (files / "out").exists()
+
+
+def test_simulate_bad_rates(files, capsys):
+    (files / "R.json").write_text(json.dumps({"ka": 3.0, "kd": -1.0, "kr": 2.0}))
+    rc = _run(
+        "simulate",
+        "--mechanism",
+        files / "M.txt",
+        "--rates",
+        files / "R.json",
+        "--initial",
+        files / "I.csv",
+        "--t-end",
+        1.0,
+        "--out",
+        files / "S.csv",
+    )
+    assert rc == 2
+    assert "R.json: constant 'kd' must be a positive number" in capsys.readouterr().err
+    (files / "R.json").write_text(json.dumps({"ka": 3.0, "kr": 2.0, "kx": 1.0}))
+    assert (
+        _run(
+            "simulate",
+            "--mechanism",
+            files / "M.txt",
+            "--rates",
+            files / "R.json",
+            "--initial",
+            files / "I.csv",
+            "--t-end",
+            1.0,
+            "--out",
+            files / "S.csv",
+        )
+        == 2
+    )
+    assert "unknown constant(s) ['kx']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        _run(
+            "simulate",
+            "--mechanism",
+            files / "M.txt",
+            "--rates",
+            files / "R.json",
+            "--initial",
+            files / "I.csv",
+            "--t-end",
+            -1,
+            "--out",
+            files / "S.csv",
+        )
+    assert info.value.code == 2

@@ -1,0 +1,88 @@
+"""Inverse problem: the three estimators recover ln k and report honest uncertainty."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sciml.kinetics as kin
+
+
+def test_simplex_map():
+    u = jax.random.normal(jax.random.key(0), (200, 4)) * 3
+    z = jax.vmap(kin.simplex)(u)
+    assert z.shape == (200, 5)
+    assert np.all(np.asarray(z) >= 0)
+    np.testing.assert_allclose(z.sum(1), 1.0, rtol=0, atol=1e-14)
+
+
+def test_direct_fit_recovers_clean_g():
+    mech, obs, true = kin.synthetic_observations("g", "Q")
+    est = kin.estimate(
+        mech, obs, kin.DirectFit(), key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7])
+    )
+    np.testing.assert_allclose(est.log_k, true, rtol=0, atol=1e-2)
+    assert est.diagnostics["data_rmse"] < 1e-6
+    assert est.correlation.shape == (2, 2)
+
+
+def test_direct_fit_flags_unidentifiable_constant():
+    # C -> D never touches the observed species A, B: its constant cannot be identified.
+    mech = kin.Mechanism.from_text("A <=> B ; k1f, k1b\nC -> D ; k2\n")
+    true = np.log(np.array([3.0, 1.0, 2.0]))
+    x0 = np.array([[1.0, 0.0, 1.0, 0.0], [0.2, 0.6, 1.0, 0.0]])
+    ts = np.linspace(0.0, 2.0, 30)
+    ys = jax.vmap(lambda x: kin.simulate(mech, jnp.asarray(true), x, jnp.asarray(ts)))(
+        jnp.asarray(x0)
+    )
+    obs = kin.Observations.make(mech, ts, np.asarray(ys)[..., :2], x0, species=["A", "B"])
+    est = kin.DirectFit().estimate(mech, obs, init_log_k=true + 0.5)
+    np.testing.assert_allclose(est.log_k[:2], true[:2], rtol=0, atol=1e-2)
+    assert est.log_std[2] > 10  # "unknown", not a confident wrong number
+    assert est.log_std[0] < 1e-2
+
+
+def test_esmda_g_noisy_covers_truth():
+    mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
+    est = kin.ESMDA(n_members=100).estimate(
+        mech, obs, key=jax.random.key(1), init_log_k=true + jnp.array([0.8, -0.7])
+    )
+    err = np.abs(est.log_k - true)
+    # With sigma = 0.025 on 600 values the posterior std is a few 1e-2 in ln k.
+    assert np.all(err < 0.1)
+    assert np.all(err < 4 * est.log_std)
+    assert est.diagnostics["failed_members"] == 0
+
+
+def test_kinn_g_clean():
+    mech, obs, true = kin.synthetic_observations("g", "Q")
+    est = kin.KINN(width=8, steps_per_stage=1500, lbfgs_steps=1500).estimate(
+        mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7])
+    )
+    # The surrogate is a fitted network, not an exact solve: 1e-2 in ln k is the issue's
+    # acceptance level for a recovered constant set on clean data.
+    np.testing.assert_allclose(est.log_k, true, rtol=0, atol=1e-2)
+    assert np.all(np.isfinite(est.log_std))
+
+
+def test_observation_errors():
+    mech = kin.BENCHMARKS["g"].mechanism
+    with pytest.raises(ValueError, match="unknown species 'Z'"):
+        kin.Observations.make(
+            mech, np.linspace(0, 1, 3), np.zeros((1, 3, 1)), np.ones((1, 3)), species=["Z"]
+        )
+    with pytest.raises(ValueError, match="x0"):
+        kin.Observations.make(
+            mech, np.linspace(0, 1, 3), np.zeros((1, 3, 1)), np.ones((1, 4)), species=["A"]
+        )
+    with pytest.raises(ValueError, match="unknown_scale"):
+        kin.Observations.make(
+            mech,
+            np.linspace(0, 1, 3),
+            np.zeros((1, 3, 1)),
+            np.ones((1, 3)),
+            species=["A"],
+            unknown_scale=["B"],
+        )
+    with pytest.raises(TypeError, match="estimator"):
+        kin.estimate(mech, None, "kinn", key=jax.random.key(0))

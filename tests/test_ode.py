@@ -1,0 +1,462 @@
+"""sciml.ode: solver-heuristic regularisers (ERNODE, SRNODE), baselines, NeuralODE/SDE."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sciml
+import sciml.ode as so
+
+
+A_STIFF = jnp.diag(jnp.array([-50.0, -1.0]))
+
+
+def linear_field(a):
+    return lambda t, y, args: a @ y
+
+
+class Scaled(eqx.Module):
+    """f(t, y) = tanh(theta * A y): one parameter to differentiate by."""
+
+    theta: jax.Array
+
+    def __call__(self, t, y, args):
+        a = jnp.array([[-0.5, 2.0], [-2.0, -0.5]])
+        return jnp.tanh(self.theta * (a @ y)) + 0.1 * t
+
+
+class Counter:
+    """Counts vector-field evaluations at run time with a host callback."""
+
+    def __init__(self, f):
+        self.f, self.n = f, 0
+
+    def _inc(self):
+        self.n += 1
+
+    def __call__(self, t, y, args):
+        jax.debug.callback(self._inc)
+        return self.f(t, y, args)
+
+
+# ----------------------------------------------------------------------------------
+# Stiffness estimate
+
+
+@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Dopri5()])
+def test_stiffness_estimate_of_linear_system_is_its_largest_eigenvalue(solver):
+    # For y' = A y, f(Y7) - f(Y6) = A (Y7 - Y6), and Y7 - Y6 ~ h^p y^(p) = h^p A^p y
+    # aligns with the stiff eigenvector, so the estimate is |lambda_max| = 50.
+    model = so.NeuralODE(
+        linear_field(A_STIFF),
+        solver=solver,
+        stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-9),
+        regulariser=so.StiffnessRegulariser(1.0, form="max"),
+    )
+    _, stats = model(jnp.array([1.0, 1.0]))
+    estimate = stats["stiffness_max"] * so.STABILITY_SIZE[type(solver)]
+    np.testing.assert_allclose(estimate, 50.0, rtol=1e-6)
+
+
+def _reference_stiffness(a, y0, h, n):
+    """Σ S_j h and max S_j with the Tsit5 stages built by hand (numpy, constant steps)."""
+    tab = diffrax.Tsit5.tableau
+    s = len(tab.c) + 1
+    coef = np.zeros((s, s))
+    for row, c in enumerate(tab.a_lower, start=1):
+        coef[row, : len(c)] = c
+    a, y = np.asarray(a), np.asarray(y0, dtype=float)
+    rms = lambda v: np.sqrt(np.mean(v**2))
+    total, biggest = 0.0, 0.0
+    for _ in range(n):
+        stages, fs = [], []
+        for i in range(s):
+            yi = y + h * sum(coef[i, j] * fs[j] for j in range(i))
+            stages.append(yi)
+            fs.append(a @ yi)
+        est = rms(fs[6] - fs[5]) / rms(stages[6] - stages[5])
+        total += est * h
+        biggest = max(biggest, est)
+        y = stages[6]
+    return total, biggest
+
+
+@pytest.mark.parametrize("form", ["sum", "max"])
+def test_stiffness_penalty_value_under_constant_steps(form):
+    a = jnp.array([[-20.0, 3.0], [-3.0, -1.0]])
+    model = so.NeuralODE(
+        linear_field(a),
+        stepsize_controller=diffrax.ConstantStepSize(),
+        dt0=0.05,
+        regulariser=so.StiffnessRegulariser(2.0, form=form),
+    )
+    _, stats = model(jnp.array([1.0, 1.0]))
+    total, biggest = _reference_stiffness(a, [1.0, 1.0], 0.05, 20)
+    expected = (total if form == "sum" else biggest) / 3.5068
+    np.testing.assert_allclose(stats[f"stiffness_{form}"], expected, rtol=1e-9)
+    np.testing.assert_allclose(stats["regularisation"], 2.0 * expected, rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------------
+# Step counts and NFE
+
+
+def test_accepted_steps_match_diffrax_and_steps_are_unchanged():
+    f = linear_field(A_STIFF)
+    ctrl = diffrax.PIDController(rtol=1e-7, atol=1e-9)
+    y0 = jnp.array([1.0, 1.0])
+    ts = jnp.linspace(0.0, 1.0, 7)
+    plain = diffrax.diffeqsolve(
+        diffrax.ODETerm(f), diffrax.Tsit5(), 0.0, 1.0, None, y0,
+        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=ctrl,
+    )
+    wrapped = diffrax.diffeqsolve(
+        diffrax.ODETerm(f),
+        so.HeuristicsSolver(diffrax.Tsit5(), rtol=1e-7, atol=1e-9, stiffness=True),
+        0.0, 1.0, None, y0,
+        saveat=diffrax.SaveAt(ts=ts, solver_state=True), stepsize_controller=ctrl,
+    )
+    record = wrapped.solver_state[1]
+    assert wrapped.stats["num_rejected_steps"] > 0  # the check covers rejections
+    assert int(record["accepted"]) == int(wrapped.stats["num_accepted_steps"])
+    assert int(wrapped.stats["num_steps"]) == int(plain.stats["num_steps"])
+    np.testing.assert_allclose(wrapped.ys, plain.ys, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "solver", [diffrax.Tsit5(), diffrax.Dopri5(), diffrax.Dopri8(), diffrax.Bosh3()]
+)
+def test_nfe_equals_counted_evaluations(solver):
+    counter = Counter(linear_field(A_STIFF))
+    # Tight tolerances from dt0 = 0.01 reject the first attempts: diffrax alone would
+    # re-evaluate the first stage on each of them; the count must still be exact.
+    model = so.NeuralODE(
+        counter,
+        solver=solver,
+        stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-9),
+        regulariser=so.ErrorEstimateRegulariser(1.0),
+    )
+    ys, stats = model(jnp.array([1.0, 1.0]), jnp.linspace(0.0, 1.0, 5))
+    jax.block_until_ready(ys)
+    assert stats["num_rejected"] > 0
+    assert counter.n == int(stats["nfe"])
+
+
+def test_nfe_of_sde_equals_counted_drift_evaluations(getkey):
+    counter = Counter(lambda t, y, args: -y**3)
+    model = so.NeuralSDE(
+        counter,
+        lambda t, y, args: 0.2 * y,
+        regulariser=so.ErrorEstimateRegulariser(1.0),
+        stepsize_controller=diffrax.PIDController(rtol=1e-2, atol=1e-2),
+    )
+    ys, stats = model(jnp.array([1.0, 0.5]), key=getkey())
+    jax.block_until_ready(ys)
+    assert counter.n == int(stats["nfe"])
+    assert stats["nfe"] == stats["nfe_diffusion"]
+
+
+# ----------------------------------------------------------------------------------
+# Values and gradients of the penalties
+
+
+def _reference_error_penalty(f, y0, h, n, rtol, atol):
+    """Σ RMS(y_error / scale) h with diffrax's own Tsit5 steps, outside the wrapper."""
+    solver, term = diffrax.Tsit5(), diffrax.ODETerm(f)
+    y, t, total = y0, 0.0, 0.0
+    state = solver.init(term, 0.0, h, y0, None)
+    for _ in range(n):
+        y1, err, _, state, _ = solver.step(term, t, t + h, y, None, state, False)
+        scale = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(y1))
+        total += float(jnp.sqrt(jnp.mean((err / scale) ** 2))) * h
+        y, t = y1, t + h
+    return total
+
+
+def test_error_penalty_value_under_constant_steps():
+    f = Scaled(jnp.array(1.3))
+    y0 = jnp.array([1.0, -0.5])
+    model = so.NeuralODE(
+        f,
+        stepsize_controller=diffrax.ConstantStepSize(),
+        dt0=0.1,
+        regulariser=so.ErrorEstimateRegulariser(3.0, rtol=1e-4, atol=1e-6),
+    )
+    _, stats = model(y0)
+    ref = _reference_error_penalty(f, y0, 0.1, 10, 1e-4, 1e-6)
+    np.testing.assert_allclose(stats["error_estimate"], ref, rtol=1e-10)
+    np.testing.assert_allclose(stats["regularisation"], 3.0 * ref, rtol=1e-10)
+    assert stats["nfe"] == 1 + 6 * 10
+
+
+@pytest.mark.parametrize(
+    "regulariser",
+    [
+        so.ErrorEstimateRegulariser(1.0, rtol=1e-4, atol=1e-6),
+        so.StiffnessRegulariser(1.0, form="sum"),
+        so.StiffnessRegulariser(1.0, form="max"),
+        so.TaylorRegulariser(1.0, order=2),
+    ],
+    ids=["error", "stiffness-sum", "stiffness-max", "taylor"],
+)
+def test_penalty_gradient_matches_central_differences(regulariser):
+    y0 = jnp.array([1.0, -0.5])
+
+    def penalty(theta):
+        model = so.NeuralODE(
+            Scaled(theta),
+            stepsize_controller=diffrax.ConstantStepSize(),
+            dt0=0.05,
+            regulariser=regulariser,
+        )
+        return model(y0)[1]["regularisation"]
+
+    theta = jnp.array(1.3)
+    grad = jax.grad(penalty)(theta)
+    eps = 1e-5
+    fd = (penalty(theta + eps) - penalty(theta - eps)) / (2 * eps)
+    # Central differences with eps = 1e-5 carry O(eps^2) + O(1e-16/eps) ≈ 1e-10 error.
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
+    assert abs(float(grad)) > 1e-6
+
+
+def test_error_penalty_gradient_is_finite_when_the_estimate_vanishes():
+    # f constant in t and y: Tsit5 is exact, y_error = 0, and a plain RMS would give NaN.
+    class Const(eqx.Module):
+        c: jax.Array
+
+        def __call__(self, t, y, args):
+            return self.c * jnp.ones_like(y)
+
+    def penalty(c):
+        model = so.NeuralODE(
+            Const(c), regulariser=so.ErrorEstimateRegulariser(0.0),
+            stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6),
+        )
+        return model(jnp.zeros(3))[1]["regularisation"]
+
+    g = jax.grad(penalty)(jnp.array(0.7))
+    assert jnp.isfinite(g) and g == 0
+
+
+def test_kinetic_energy_closed_form(getkey):
+    # y' = a y: f = a y(t), ∫ mean(f²) = a² mean(y0²) (e^{2aT} - 1) / (2a); J ε = a ε.
+    a, T = -0.7, 1.5
+    y0 = jnp.array([1.0, 2.0, -1.0])
+    key = getkey()
+    model = so.NeuralODE(
+        lambda t, y, args: a * y,
+        t1=T,
+        stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12),
+        regulariser=so.KineticEnergyRegulariser(0.5, jacobian_weight=2.0),
+    )
+    _, stats = model(y0, key=key)
+    eps = jax.random.normal(jax.random.split(key, 1)[0], y0.shape, y0.dtype)
+    kinetic = a**2 * jnp.mean(y0**2) * (np.exp(2 * a * T) - 1) / (2 * a)
+    frob = a**2 * jnp.mean(eps**2) * T
+    expected = kinetic + 2.0 * frob
+    np.testing.assert_allclose(stats["kinetic_energy"], expected, rtol=1e-8)
+    np.testing.assert_allclose(stats["regularisation"], 0.5 * expected, rtol=1e-8)
+
+
+def test_total_derivatives_by_taylor_mode():
+    a = jnp.array([[0.3, -1.0], [0.8, -0.2]])
+    y = jnp.array([0.4, -1.1])
+    derivs = so.total_derivatives(lambda t, y, args: a @ y, 0.0, y, None, 4)
+    for k, d in enumerate(derivs, start=1):
+        np.testing.assert_allclose(d, jnp.linalg.matrix_power(a, k) @ y, rtol=1e-12)
+    # Non-autonomous scalar: y' = t y  =>  y'' = y + t y' = y (1 + t²), y''' = y (3t + t³).
+    t, y = 0.7, jnp.array(1.3)
+    d = so.total_derivatives(lambda t, y, args: t * y, t, y, None, 3)
+    np.testing.assert_allclose(d[1], y * (1 + t**2), rtol=1e-12)
+    np.testing.assert_allclose(d[2], y * (3 * t + t**3), rtol=1e-12)
+
+
+def test_taylor_regulariser_closed_form():
+    # y' = -y: y'' = y = e^{-t} y0, ∫_0^1 y''² = y0² (1 - e^{-2}) / 2.
+    model = so.NeuralODE(
+        lambda t, y, args: -y,
+        stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12),
+        regulariser=so.TaylorRegulariser(1.0, order=2),
+    )
+    _, stats = model(jnp.array([2.0]))
+    np.testing.assert_allclose(stats["taylor_2"], 4.0 * (1 - np.exp(-2.0)) / 2, rtol=1e-8)
+
+
+def test_weight_schedule_follows_step():
+    schedule = optax.exponential_decay(100.0, 10, 0.1)
+    model = so.NeuralODE(
+        linear_field(A_STIFF),
+        stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-9),
+        regulariser=so.ErrorEstimateRegulariser(schedule),
+    )
+    _, s0 = model(jnp.ones(2))
+    _, s10 = model(jnp.ones(2), step=jnp.asarray(10))
+    np.testing.assert_allclose(s0["regularisation"], 100.0 * s0["error_estimate"])
+    np.testing.assert_allclose(s10["regularisation"], 10.0 * s10["error_estimate"], rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------
+# Refusals
+
+
+def test_refused_combinations_raise():
+    f = linear_field(A_STIFF)
+    er = so.ErrorEstimateRegulariser(1.0)
+    with pytest.raises(ValueError, match="BacksolveAdjoint"):
+        so.NeuralODE(f, regulariser=er, adjoint=diffrax.BacksolveAdjoint())
+    with pytest.raises(ValueError, match="ImplicitAdjoint"):
+        so.NeuralODE(f, regulariser=so.StiffnessRegulariser(1.0), adjoint=diffrax.ImplicitAdjoint())
+    with pytest.raises(ValueError, match="embedded error"):
+        so.NeuralODE(f, regulariser=er, solver=diffrax.Euler(),
+                     stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1)
+    with pytest.raises(ValueError, match="equal"):
+        so.NeuralODE(f, regulariser=so.StiffnessRegulariser(1.0), solver=diffrax.Dopri8())
+    with pytest.raises(ValueError, match="equal"):
+        so.NeuralSDE(f, f, regulariser=so.StiffnessRegulariser(1.0))
+    with pytest.raises(ValueError, match="tolerances"):
+        so.NeuralODE(f, regulariser=er, stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1)
+    with pytest.raises(ValueError, match="form"):
+        so.StiffnessRegulariser(1.0, form="mean")
+    with pytest.raises(ValueError, match="weight"):
+        so.ErrorEstimateRegulariser(-1.0)
+    with pytest.raises(ValueError, match="implicit"):
+        so.NeuralODE(f, solver=diffrax.Kvaerno5())
+    with pytest.raises(ValueError, match="key"):
+        so.NeuralODE(f, regulariser=so.KineticEnergyRegulariser(1.0))(jnp.ones(2))
+    with pytest.raises(TypeError, match="regulariser"):
+        so.NeuralODE(f, regulariser="ernode")
+    with pytest.raises(ValueError, match="jump_ts"):
+        ctrl = diffrax.PIDController(rtol=1e-3, atol=1e-6, jump_ts=[0.5])
+        so.NeuralODE(f, stepsize_controller=ctrl)
+
+
+def test_backsolve_still_serves_unregularised_and_integral_models(getkey):
+    y0 = jnp.array([1.0, -0.5])
+
+    def loss(theta, adjoint, reg):
+        model = so.NeuralODE(
+            Scaled(theta), adjoint=adjoint, regulariser=reg,
+            stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-9),
+        )
+        ys, stats = model(y0)
+        return jnp.sum(ys**2) + stats["regularisation"]
+
+    theta = jnp.array(1.3)
+    reg = so.TaylorRegulariser(0.1, order=2)
+    g_discrete = jax.grad(loss)(theta, diffrax.RecursiveCheckpointAdjoint(), reg)
+    g_back = jax.grad(loss)(theta, diffrax.BacksolveAdjoint(), reg)
+    # The continuous adjoint differs from the discrete one by the solver tolerance.
+    np.testing.assert_allclose(g_back, g_discrete, rtol=1e-5)
+
+
+def test_direct_adjoint_matches_recursive_checkpoint():
+    y0 = jnp.array([1.0, -0.5])
+
+    def loss(theta, adjoint):
+        model = so.NeuralODE(
+            Scaled(theta), adjoint=adjoint, max_steps=64,
+            regulariser=[so.ErrorEstimateRegulariser(1.0), so.StiffnessRegulariser(1.0)],
+        )
+        ys, stats = model(y0)
+        return jnp.sum(ys**2) + stats["regularisation"]
+
+    theta = jnp.array(1.3)
+    g1 = jax.grad(loss)(theta, diffrax.RecursiveCheckpointAdjoint())
+    g2 = jax.grad(loss)(theta, diffrax.DirectAdjoint())
+    np.testing.assert_allclose(g2, g1, rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------------
+# Transformations, dtypes, fit
+
+
+def test_jit_vmap_float32():
+    key = jax.random.key(0)
+    net = eqx.nn.MLP(2, 2, 16, 1, activation=jnp.tanh, key=key, dtype=jnp.float32)
+    model = so.NeuralODE(
+        lambda t, y, args: net(y),
+        regulariser=[so.ErrorEstimateRegulariser(0.1), so.StiffnessRegulariser(0.01)],
+    )
+    y0 = jnp.ones((5, 2), jnp.float32) * jnp.linspace(0.1, 1.0, 5, dtype=jnp.float32)[:, None]
+    ts = jnp.linspace(0.0, 1.0, 4, dtype=jnp.float32)
+
+    @jax.jit
+    def run(y0):
+        return jax.vmap(lambda y: model(y, ts))(y0)
+
+    ys, stats = run(y0)
+    assert ys.shape == (5, 4, 2) and ys.dtype == jnp.float32
+    assert stats["regularisation"].dtype == jnp.float32
+    assert stats["nfe"].shape == (5,)
+    assert np.all(np.isfinite(stats["regularisation"]))
+    ys0, _ = model(y0[0], ts)
+    np.testing.assert_allclose(ys[0], ys0, rtol=1e-5, atol=1e-6)
+
+
+def test_vmap_equals_solo_solves_in_float64():
+    model = so.NeuralODE(
+        Scaled(jnp.array(1.3)),
+        regulariser=[so.ErrorEstimateRegulariser(0.1), so.StiffnessRegulariser(0.01)],
+    )
+    y0 = jnp.array([[1.0, -0.5], [0.2, 0.3], [2.0, 1.0]])
+    ys, stats = jax.jit(jax.vmap(model))(y0)
+    for i in range(3):
+        ys_i, stats_i = model(y0[i])
+        np.testing.assert_allclose(ys[i], ys_i, rtol=1e-10)
+        for k in ("nfe", "num_accepted", "regularisation", "error_estimate", "stiffness_sum"):
+            np.testing.assert_allclose(stats[k][i], stats_i[k], rtol=1e-8)
+
+
+def test_inside_fit_the_error_regulariser_trains(getkey):
+    # Fit y(1) = 0.5 y0 for a batch held as one state, with a scheduled penalty weight
+    # (the loss takes `step`); the fit improves and the penalty stays finite.
+    class Batched(eqx.Module):
+        net: sciml.nn.MLP
+
+        def __call__(self, t, y, args):
+            return jax.vmap(self.net)(y)
+
+    model = so.NeuralODE(
+        Batched(sciml.nn.MLP(2, 2, 16, 1, key=getkey())),
+        stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-5),
+        regulariser=so.ErrorEstimateRegulariser(optax.linear_schedule(1e-3, 1e-4, 20)),
+    )
+    x = jax.random.normal(getkey(), (32, 2))
+
+    def loss(m, batch, *, key, step):
+        ys, stats = m(batch)
+        mse = jnp.mean((ys - 0.5 * batch) ** 2)
+        return mse + stats["regularisation"], {"mse": mse, "nfe": stats["nfe"] * 1.0}
+
+    result = sciml.fit(model, loss, optax.adam(1e-2), steps=40, key=getkey(), data=x,
+                       progress=False)
+    hist = result.history
+    assert hist["mse"][-1] < 0.5 * hist["mse"][0]
+    assert np.all(np.isfinite(hist["loss"]))
+
+
+def test_neural_sde_error_regulariser_gradient(getkey):
+    class Drift(eqx.Module):
+        w: jax.Array
+
+        def __call__(self, t, y, args):
+            return -self.w * y**3
+
+    key = getkey()
+
+    def loss(w):
+        model = so.NeuralSDE(
+            Drift(w), lambda t, y, args: 0.2 * y,
+            regulariser=so.ErrorEstimateRegulariser(1.0),
+        )
+        ys, stats = model(jnp.array([1.5, -1.0]), jnp.linspace(0, 1, 5), key=key)
+        return jnp.sum(ys**2) + stats["regularisation"], stats
+
+    (value, stats), g = jax.value_and_grad(loss, has_aux=True)(jnp.array(1.0))
+    assert jnp.isfinite(g) and stats["error_estimate"] > 0
+    assert stats["num_accepted"] > 0

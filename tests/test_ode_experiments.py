@@ -1,0 +1,64 @@
+"""sciml.ode experiment blocks: data generators against scipy, fields, problem scripts."""
+
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import sciml.cli
+import sciml.ode as so
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_spiral_data_matches_scipy():
+    ts, ys = so.spiral_data(n=12, t1=1.5)
+    a = so._experiments.SPIRAL_A
+    ref = solve_ivp(lambda t, u: a @ u**3, (0.0, 1.5), [2.0, 0.0], t_eval=np.asarray(ts),
+                    method="DOP853", rtol=1e-12, atol=1e-12)
+    # Both solvers run at ~1e-10..1e-12 tolerances; the comparison allows for their sum.
+    np.testing.assert_allclose(ys, ref.y.T, rtol=1e-7, atol=1e-8)
+
+
+def test_time_concat_field_maps_the_batch():
+    f = so.TimeConcatField(5, 7, key=jax.random.key(0))
+    y = jax.random.normal(jax.random.key(1), (3, 5))
+    batched = f(0.3, y, None)
+    rows = jax.vmap(lambda r: f(0.3, r, None))(y)
+    np.testing.assert_allclose(batched, rows, rtol=1e-12)
+
+
+def test_digits_split():
+    x_tr, y_tr, x_te, y_te = so.load_digits_split(1500)
+    assert x_tr.shape == (1500, 64) and x_te.shape == (297, 64)
+    assert float(x_tr.min()) == 0.0 and float(x_tr.max()) == 1.0
+    assert set(np.unique(np.asarray(y_tr))) == set(range(10))
+
+
+def test_sde_spiral_paths_start_at_u0_and_differ(getkey):
+    ts, paths = so.spiral_sde_data(n_paths=4, n=5, key=getkey())
+    assert paths.shape == (4, 5, 2) and np.all(np.isfinite(paths))
+    np.testing.assert_allclose(paths[:, 0], np.tile([2.0, 0.0], (4, 1)))
+    assert float(jnp.std(paths[:, -1, 0])) > 0  # the noise acts
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "problems" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["node_spiral", "nsde_spiral", "node_digits"])
+def test_problem_quick_runs(name, tmp_path):
+    module = _load(name)
+    options = sciml.cli.RunOptions(name=module.NAME, quick=True, out=tmp_path, progress=False)
+    metrics = module.run(options)
+    assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
+    assert list(tmp_path.glob("*.png"))

@@ -1,0 +1,104 @@
+"""Hidden-term ODE PINNs against closed-form solutions and a tight-tolerance reference."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import sympy
+from scipy.integrate import solve_ivp
+
+import sciml
+from sciml.pinn import HiddenTermODE
+
+
+def logistic(t, u0=0.05, r=1.0):
+    """Closed form of u' = r u (1 - u)."""
+    return u0 * np.exp(r * t) / (1 - u0 + u0 * np.exp(r * t))
+
+
+def logistic_known(t, y):
+    return y  # known growth; the hidden term is -u^2
+
+
+def test_true_hidden_term_frozen_reproduces_the_solution(getkey):
+    t_obs = np.linspace(0.0, 8.0, 9)
+    y_obs = logistic(t_obs)[:, None]
+    problem = HiddenTermODE(logistic_known, t_obs, y_obs, t_span=(0.0, 8.0),
+                            surrogate_width=24, surrogate_depth=2, collocation=128)
+    model = problem.model(key=getkey())
+    # Put the true hidden term in and freeze it: only the surrogate trains.
+    model = eqx.tree_at(lambda m: m.hidden, model, lambda y: -(y**2))
+    stages = [sciml.Stage(optax.adam(optax.exponential_decay(1e-2, 500, 0.5)), 2000),
+              sciml.Stage(optax.lbfgs(), 500)]
+    result = sciml.fit(model, problem.loss, stages, key=getkey(), progress=False)
+    ts = np.linspace(0.0, 8.0, 200)
+    pred = np.asarray(jax.vmap(result.model.surrogate)(jnp.asarray(ts)))[:, 0]
+    # A 9-point fit plus the physics: the PINN's own accuracy, not roundoff.
+    np.testing.assert_allclose(pred, logistic(ts), atol=2e-3)
+
+
+def test_closed_form_refit_recovers_lotka_volterra_coefficients(getkey):
+    alpha, beta, gamma, delta = 1.3, 0.9, 0.8, 1.8
+
+    def known(t, y):
+        return jnp.stack([alpha * y[0], -delta * y[1]])
+
+    def rhs(t, y):
+        return [alpha * y[0] - beta * y[0] * y[1], -delta * y[1] + gamma * y[0] * y[1]]
+
+    t_obs = np.linspace(0.0, 3.0, 31)
+    sol = solve_ivp(rhs, (0, 3), [0.44249296, 4.6280594], t_eval=t_obs, rtol=1e-12,
+                    atol=1e-12, method="DOP853")
+    problem = HiddenTermODE(known, t_obs, sol.y.T, t_span=(0.0, 3.0))
+    x, y = sympy.symbols("x y")
+    guess = sciml.symbolic.SymbolicFunction.from_expressions(
+        [-0.7 * x * y, 1.0 * x * y], ("x", "y"))
+    closed = problem.closed_form(guess, rtol=1e-10, atol=1e-12)
+    result = sciml.fit(closed, problem.closed_form_loss, optax.lbfgs(), steps=60,
+                       key=getkey(), progress=False)
+    np.testing.assert_allclose(sorted(np.asarray(result.model.term.coefficients)),
+                               sorted([-beta, gamma]), rtol=1e-6)
+    np.testing.assert_allclose(result.model(jnp.asarray(t_obs)), sol.y.T, rtol=1e-6,
+                               atol=1e-8)
+
+
+def test_partial_observations_are_masked():
+    t = np.linspace(0, 1, 5)
+    y = np.stack([logistic(t), np.full(5, np.nan)], 1)
+    y[2, 0] = np.nan
+    problem = HiddenTermODE(lambda t, y: y, t, y, t_span=(0, 1))
+    assert float(problem.mask.sum()) == 4
+    model = problem.model(key=jax.random.key(0))
+    value, aux = problem.loss(model, None, key=jax.random.key(1))
+    assert np.isfinite(value) and set(aux) == {"data", "residual"}
+
+
+@pytest.mark.parametrize(
+    "t_obs, y_obs, kwargs, match",
+    [
+        (np.linspace(0, 1, 5), np.zeros((4, 1)), {}, "has shape \\(4, 1\\) but `t_obs` has 5"),
+        (np.linspace(0, 1, 5), np.zeros(5), {}, "scalar ODE pass y_obs\\[:, None\\]"),
+        (np.array([0.0, 0.5, 0.4]), np.zeros((3, 1)), {}, "must be increasing"),
+        (np.array([0.0, 0.5, 0.5]), np.zeros((3, 1)), {}, "duplicate time 0.5"),
+        (np.linspace(0, 1, 3), np.full((3, 1), np.nan), {}, "all NaN"),
+        (np.linspace(0, 2, 3), np.zeros((3, 1)), {}, "outside `t_span`"),
+        (np.linspace(0, 1, 3), np.zeros((3, 1)), {"t_span": (1.0, 0.0)}, "t0 < t1"),
+        (np.linspace(0, 1, 3), np.zeros((3, 1)), {"hidden_components": [3]}, "indices in"),
+    ],
+)
+def test_refused_inputs(t_obs, y_obs, kwargs, match):
+    kwargs = {"t_span": (0.0, 1.0), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        HiddenTermODE(lambda t, y: y, t_obs, y_obs, **kwargs)
+
+
+def test_refused_known_functions():
+    t, y = np.linspace(0, 1, 3), np.ones((3, 2))
+    with pytest.raises(ValueError, match="must return shape \\(2,\\)"):
+        HiddenTermODE(lambda t, y: y[0], t, y, t_span=(0, 1))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        HiddenTermODE(lambda t, y: jnp.log(y - 2.0), t, y, t_span=(0, 1))
+    with pytest.raises(TypeError, match="must be a function"):
+        HiddenTermODE("x*y", t, y, t_span=(0, 1))
