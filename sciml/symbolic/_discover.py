@@ -115,7 +115,8 @@ def _as_inputs(inputs, names):
 
 def _evaluate(fn, X):
     dtype = jnp.result_type(float)
-    out = eqx.filter_jit(jax.vmap(fn))(jnp.asarray(X, dtype=dtype))
+    # `fn` goes in as an argument, so a module's arrays are traced, not baked in.
+    out = eqx.filter_jit(lambda f, x: jax.vmap(f)(x))(fn, jnp.asarray(X, dtype=dtype))
     return np.asarray(jax.device_get(out))
 
 
