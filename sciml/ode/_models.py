@@ -145,6 +145,25 @@ def _heuristics_solver(solver, controller, adjoint, heuristic):
     )
 
 
+
+def _solve(model, terms, y0, ts, args, heuristic):
+    """One diffrax solve of a NeuralODE/NeuralSDE with its heuristics-collecting solver."""
+    solver = _heuristics_solver(model.solver, model.stepsize_controller, model.adjoint, heuristic)
+    return diffrax.diffeqsolve(
+        terms,
+        solver,
+        model.t0,
+        model.t1,
+        model.dt0,
+        y0,
+        args=args,
+        saveat=_saveat(ts, bool(heuristic)),
+        stepsize_controller=model.stepsize_controller,
+        adjoint=model.adjoint,
+        max_steps=model.max_steps,
+        throw=model.throw,
+    )
+
 def _saveat(ts, record: bool):
     # One SubSaveAt (ts, then t1) and the solver state only when read: BacksolveAdjoint
     # accepts nothing else.
@@ -293,21 +312,7 @@ class NeuralODE(eqx.Module):
             state0 = (y0, tuple(jnp.zeros((), dtype) for _ in integral))
         else:
             field, state0 = vf, y0
-        solver = _heuristics_solver(self.solver, self.stepsize_controller, self.adjoint, heuristic)
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(field),
-            solver,
-            self.t0,
-            self.t1,
-            self.dt0,
-            state0,
-            args=args,
-            saveat=_saveat(ts, bool(heuristic)),
-            stepsize_controller=self.stepsize_controller,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            throw=self.throw,
-        )
+        sol = _solve(self, diffrax.ODETerm(field), state0, ts, args, heuristic)
         final, ys = _split_ys(sol.ys, ts)
         integrals = ()
         if integral:
@@ -463,21 +468,7 @@ class NeuralSDE(eqx.Module):
                 lambda t, y, a: lx.DiagonalLinearOperator(diffusion(t, y, a)), bm
             ),
         )
-        solver = _heuristics_solver(self.solver, self.stepsize_controller, self.adjoint, heuristic)
-        sol = diffrax.diffeqsolve(
-            terms,
-            solver,
-            self.t0,
-            self.t1,
-            self.dt0,
-            y0,
-            args=args,
-            saveat=_saveat(ts, bool(heuristic)),
-            stepsize_controller=self.stepsize_controller,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            throw=self.throw,
-        )
+        sol = _solve(self, terms, y0, ts, args, heuristic)
         _, ys = _split_ys(sol.ys, ts)
         stats = _stats(sol, self.solver, regs, heuristic, (), (), step, y0.dtype, is_sde=True)
         tableau = self.solver.tableau
