@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import inspect
 import json
 import math
@@ -113,6 +114,9 @@ class FitInfo:
 
     `loss` and `terms` are those of the last step run; `history` is the history so far
     (numpy arrays); returning `True` from a callback stops training.
+
+    `info.log(name, value)` records a scalar in the history column `name` at the last
+    step run (NaN at the steps where nothing was logged), e.g. a monitor's diagnostics.
     """
 
     step: int
@@ -122,6 +126,13 @@ class FitInfo:
     terms: dict
     history: dict
     elapsed: float
+    _log: Callable = dataclasses.field(default=None, repr=False, compare=False)
+
+    def log(self, name: str, value) -> None:
+        """Records `value` (a real scalar) in history column `name` at step `step - 1`."""
+        if self._log is None:
+            raise RuntimeError("FitInfo.log: this FitInfo is not attached to a run.")
+        self._log(name, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -582,6 +593,32 @@ class _History:
             if name not in ("step", "stage", "loss", "time") and name not in present:
                 self.cols[name].append(np.full(n, np.nan))
 
+    def log(self, step, name, value):
+        """Sets column `name` (created, NaN-filled, if new) at the row of `step`."""
+        if not isinstance(name, str) or name in ("step", "stage", "loss", "time"):
+            raise ValueError(
+                f"FitInfo.log: `name` must be a string other than step/stage/loss/time, "
+                f"got {name!r}."
+            )
+        try:
+            value = float(value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"FitInfo.log: the value logged as {name!r} must be a real scalar, got "
+                f"{value!r}."
+            ) from e
+        steps = self.cols["step"]
+        if name not in self.cols or len(self.cols[name]) != len(steps):
+            self.cols[name] = [np.full(len(part), np.nan) for part in steps]
+        for i in range(len(steps) - 1, -1, -1):
+            hit = np.nonzero(steps[i] == step)[0]
+            if hit.size:
+                part = np.array(self.cols[name][i], dtype=np.float64, copy=True)
+                part[hit[-1]] = value
+                self.cols[name][i] = part
+                return
+        raise ValueError(f"FitInfo.log: no history row for step {step}.")
+
     def arrays(self):
         out = {}
         for name, parts in self.cols.items():
@@ -967,6 +1004,7 @@ def fit(
                         terms=terms,
                         history=history.arrays(),
                         elapsed=t1 - t_start,
+                        _log=functools.partial(history.log, step - 1),
                     )
                     if cb(info) is True:
                         stop = True

@@ -429,3 +429,24 @@ def test_loss_may_be_a_module_holding_arrays(getkey):
     c = sciml.fit(jnp.zeros(3), _TargetLoss(jnp.ones(3)).method, opt, steps=400,
                   key=getkey(), progress=False)
     np.testing.assert_allclose(c.model, 2 * np.ones(3), atol=1e-3)
+
+
+def test_callback_log_records_history_column(getkey):
+    model = jnp.array([3.0, -1.0])
+
+    def loss(p, batch, *, key):
+        return jnp.sum(p**2)
+
+    def monitor(info):
+        info.log("norm", float(jnp.linalg.norm(info.model)))
+
+    monitor.every = 5
+    res = sciml.fit(model, loss, optax.sgd(0.1), steps=20, key=getkey(), callbacks=[monitor],
+                    progress=False)
+    col = res.history["norm"]
+    assert col.shape == res.history["loss"].shape
+    logged = np.nonzero(np.isfinite(col))[0]
+    np.testing.assert_array_equal(res.history["step"][logged], [4, 9, 14, 19])
+    # SGD on |p|^2 scales p by 0.8 per step: the logged norm after 5k steps is exact.
+    np.testing.assert_allclose(col[logged], np.sqrt(10.0) * 0.8 ** np.array([5, 10, 15, 20]),
+                               rtol=1e-12)
