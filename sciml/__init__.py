@@ -22,7 +22,9 @@ __version__ = "0.1.0"
 
 # Family subpackages import on first use, so `import sciml` (and the `sciml` command)
 # stays quick.
-_SUBPACKAGES = ("data", "kinetics", "ode", "operators", "pinn", "plot", "symbolic", "ensemble")
+_SUBPACKAGES = (
+    "data", "kinetics", "ode", "operators", "pinn", "plot", "symbolic", "ensemble", "koopman"
+)
 
 
 def __getattr__(name):

@@ -39,9 +39,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from ._data import AbstractData, FixedData, Minibatches, NoData, as_data
 from ._serialise import load as _load_tree, save as _save_tree
+from .ensemble._methods import (
+    ENSEMBLE_TERMS as _ENSEMBLE_TERMS,
+    AbstractEnsembleMethod as _EnsembleMethod,
+    size as _ensemble_size,
+)
 
 
 PyTree = Any
@@ -202,11 +208,12 @@ class _Program:
         self.cache_value = cache_value
         self.hist_dtype = hist_dtype
         self.batch_sharding = batch_sharding
+        self.ensemble = isinstance(optimiser, _EnsembleMethod)
         static_leaves, static_def = jax.tree.flatten(static)
         data_leaves, data_def = jax.tree.flatten(data_static)
         self._key = (
             loss,
-            tuple(optimiser),
+            optimiser if self.ensemble else tuple(optimiser),
             static_def,
             tuple(static_leaves),
             data_def,
@@ -255,13 +262,16 @@ class _Program:
                 batch,
             )
 
-        def objective(p):
-            model = eqx.combine(p, dyn["frozen"], self.static)
+        def objective(p, frozen=dyn["frozen"]):
+            model = eqx.combine(p, frozen, self.static)
             return self.call_loss(dyn["loss"], model, batch, key, step)
 
-        return objective, data_state
+        return objective, data_state, key
 
-    def _update(self, objective, params, opt_state):
+    def _update(self, objective, params, opt_state, key, frozen):
+        if self.ensemble:
+            return self._ensemble_update(objective, params, opt_state, key, frozen)
+
         def value_fn(p):
             return objective(p)[0]
 
@@ -277,14 +287,39 @@ class _Program:
         )
         return value, aux, grads, optax.apply_updates(params, updates), new_opt_state
 
+    def _ensemble_update(self, objective, params, opt_state, key, frozen):
+        # Every member sees the same batch and loss key; no gradients are taken.
+        res, aux = jax.vmap(objective)(params, frozen)
+        res = res.reshape(res.shape[0], -1)
+        ok = jnp.all(jnp.isfinite(res), axis=1)
+        n_ok = jnp.sum(ok)
+
+        def ok_mean(x):  # mean over members with a finite forecast (NaN if none)
+            x = x.reshape(x.shape[0], -1).mean(axis=1) if x.ndim > 1 else x
+            return jnp.sum(jnp.where(ok, x, 0.0)) / n_ok
+
+        value = ok_mean(jnp.mean(res**2, axis=1))
+        mean_res = jnp.sum(jnp.where(ok[:, None], res, 0.0), axis=0) / n_ok
+        flat = jax.vmap(lambda p: ravel_pytree(p)[0])(params)
+        terms = {k: ok_mean(v) for k, v in aux.items()}
+        terms.update(
+            ensemble_failed=jnp.sum(~ok).astype(value.dtype),
+            ensemble_mean_misfit=jnp.mean(mean_res**2),
+            ensemble_spread=jnp.mean(jnp.std(flat, axis=0, ddof=1)).astype(value.dtype),
+        )
+        new_params, new_state = self.optimiser.update(
+            params, res, opt_state, key=jax.random.fold_in(key, 0x5EED)
+        )
+        return value, terms, None, new_params, new_state
+
     def one_step(self, dyn, state, i):
         # The hot path checks one scalar: a non-finite loss stops the loop. Which part
         # failed, and the last finite model, are worked out on the host afterwards by
         # replaying the chunk (see `_recover`), so a healthy step pays nothing for the
         # guard.
-        objective, data_state = self._step_parts(dyn, state)
+        objective, data_state, key = self._step_parts(dyn, state)
         value, aux, _, params, opt_state = self._update(
-            objective, state["params"], state["opt_state"]
+            objective, state["params"], state["opt_state"], key, dyn["frozen"]
         )
         row = jnp.stack(
             [jnp.asarray(value, self.hist_dtype)]
@@ -301,9 +336,9 @@ class _Program:
 
     def diagnose(self, dyn, state):
         """Finiteness of the loss, gradient and update of one step (after a divergence)."""
-        objective, _ = self._step_parts(dyn, state)
+        objective, _, key = self._step_parts(dyn, state)
         value, aux, grads, params, _ = self._update(
-            objective, state["params"], state["opt_state"]
+            objective, state["params"], state["opt_state"], key, dyn["frozen"]
         )
         return jnp.isfinite(value), _all_finite(grads), _all_finite(params)
 
@@ -372,10 +407,11 @@ def _check_steps(steps, where):
 
 
 def _check_optimiser(opt, where):
-    if not isinstance(opt, optax.GradientTransformation):
+    if not isinstance(opt, optax.GradientTransformation | _EnsembleMethod):
         raise TypeError(
             f"sciml.fit: {where} must be an optax.GradientTransformation such as "
-            f"optax.adam(1e-3) or optax.lbfgs(), got {opt!r} ({type(opt).__name__}). "
+            f"optax.adam(1e-3) or optax.lbfgs(), or an ensemble method such as "
+            f"sciml.ensemble.ESMDA(); got {opt!r} ({type(opt).__name__}). "
             "Strategies are objects, not strings."
         )
 
@@ -385,7 +421,9 @@ def _normalise_stages(optimiser, steps, loss, data):
         optimiser = [optimiser]
     if isinstance(optimiser, str | bytes):
         _check_optimiser(optimiser, "`optimiser`")
-    if isinstance(optimiser, Sequence) and not isinstance(optimiser, optax.GradientTransformation):
+    if isinstance(optimiser, Sequence) and not isinstance(
+        optimiser, optax.GradientTransformation | _EnsembleMethod
+    ):
         if steps is not None:
             raise ValueError(
                 "sciml.fit: `steps` is given twice: once as `steps=` and once in the "
@@ -503,6 +541,51 @@ def _check_loss(loss, model, batch, key, pass_step):
             f"(those are history columns); got {sorted(aux)}."
         )
     return has_aux, tuple(sorted(aux)), value.dtype
+
+
+def _check_residual_loss(loss, model, batch, key, pass_step):
+    """Checks the loss of an ensemble stage: a residual vector per member, not a scalar."""
+    if not callable(loss):
+        raise TypeError(
+            f"sciml.fit: `loss` must be a function loss(member, batch, *, key), got {loss!r}."
+        )
+    kwargs = {"step": jnp.asarray(0, jnp.int32)} if pass_step else {}
+    one = jax.tree.map(lambda x: x[0] if eqx.is_array(x) else x, model)
+    try:
+        out = eqx.filter_eval_shape(lambda m, b, k: loss(m, b, key=k, **kwargs), one, batch, key)
+    except Exception as e:
+        raise ValueError(
+            "sciml.fit: with an ensemble method, `loss(member, batch, key=key)` is called on "
+            f"ONE member (the ensemble without its leading axis); that call failed with "
+            f"{type(e).__name__}: {e}"
+        ) from e
+    has_aux = isinstance(out, tuple)
+    value, aux = out if has_aux else (out, {})
+    if has_aux and (len(out) != 2 or not isinstance(aux, dict)):
+        raise ValueError(
+            "sciml.fit: an ensemble `loss` must return residuals or (residuals, dict of "
+            f"scalars); got a tuple of {len(out)} items."
+        )
+    if not isinstance(value, jax.ShapeDtypeStruct) or value.size < 1 or not jnp.issubdtype(
+        value.dtype, jnp.floating
+    ):
+        raise ValueError(
+            "sciml.fit: with an ensemble method the loss must return the member's whitened "
+            "residual vector, (prediction - observation) / noise_std, as a float array; got "
+            f"{getattr(value, 'shape', type(value).__name__)}."
+        )
+    for name, v in aux.items():
+        if not isinstance(name, str) or not isinstance(v, jax.ShapeDtypeStruct) or v.shape:
+            raise ValueError(
+                f"sciml.fit: the aux term {name!r} returned by `loss` must be a scalar."
+            )
+    reserved = {"loss", "step", "stage", "time", *_ENSEMBLE_TERMS}
+    if reserved & set(aux):
+        raise ValueError(
+            f"sciml.fit: aux terms may not be called {sorted(reserved)} (history columns); "
+            f"got {sorted(aux)}."
+        )
+    return has_aux, tuple(sorted(aux)) + _ENSEMBLE_TERMS, value.dtype
 
 
 # ----------------------------------------------------------------------------------
@@ -755,7 +838,16 @@ def fit(
     plans = []
     for s, (tx, n_steps, stage_loss, stage_data) in enumerate(stages):
         source: AbstractData = as_data(stage_data)
-        if mesh is not None and isinstance(source, NoData):
+        ensemble = isinstance(tx, _EnsembleMethod)
+        if ensemble:
+            n_members = _ensemble_size(model)
+            tx.check_steps(n_steps, f"the steps of stage {s}")
+            if mesh is not None and n_members % ndev:
+                raise ValueError(
+                    f"sciml.fit: `devices=` shards an ensemble's {n_members} members over "
+                    f"{ndev} devices; make the number of members a multiple of {ndev}."
+                )
+        if mesh is not None and isinstance(source, NoData) and not ensemble:
             raise ValueError(
                 "sciml.fit: `devices=` shards the batch axis of `data`, but `data=None`. "
                 "Pass the points as data (an array pytree, Minibatches or a resampler)."
@@ -768,10 +860,9 @@ def fit(
         else:
             batch0, _ = source.batch(source.init(key_data, 0), key_data, jnp.asarray(0))
         pass_step = _accepts_step(stage_loss)
-        has_aux, aux_names, value_dtype = _check_loss(
-            stage_loss, model, batch0, key_loss, pass_step
-        )
-        if mesh is not None and batch0 is not None:
+        check = _check_residual_loss if ensemble else _check_loss
+        has_aux, aux_names, value_dtype = check(stage_loss, model, batch0, key_loss, pass_step)
+        if mesh is not None and batch0 is not None and not ensemble:
             _check_batch_sharding(jax.eval_shape(lambda: batch0), ndev, "the batch")
         data_arrays, data_static = eqx.partition(source, eqx.is_array)
         # A loss may be a pytree holding arrays (e.g. the bound method `problem.loss` of
@@ -788,7 +879,8 @@ def fit(
             linesearch=linesearch,
             cache_value=linesearch,
             hist_dtype=jnp.result_type(value_dtype),
-            batch_sharding=batch_sharding,
+            # An ensemble shards its members, not the batch (see `member_sharding`).
+            batch_sharding=None if ensemble else batch_sharding,
         )
         plans.append(
             dict(
@@ -844,8 +936,15 @@ def fit(
 
     # Our own copies: the loop donates its state buffers.
     params = jax.tree.map(lambda x: jnp.array(x, copy=True), params)
-    params = put(params, replicated)
-    frozen = put(frozen, replicated)
+    if mesh is not None and any(isinstance(p["tx"], _EnsembleMethod) for p in plans):
+        # Large ensembles: each device holds and forecasts a slice of the members; the
+        # Kalman update's sums over members become cross-device reductions.
+        member_sharding = NamedSharding(mesh, P("batch"))
+        params = put(params, member_sharding)
+        frozen = put(frozen, member_sharding)
+    else:
+        params = put(params, replicated)
+        frozen = put(frozen, replicated)
 
     progress_bar = None
     if progress:
@@ -900,7 +999,8 @@ def fit(
             if mesh is not None and data_arrays is not None:
                 # A fixed batch is sharded once; minibatch pools stay replicated and each
                 # gathered batch is constrained to the batch sharding inside the step.
-                sharding = batch_sharding if isinstance(source, FixedData) else replicated
+                shard_batch = isinstance(source, FixedData) and program.batch_sharding is not None
+                sharding = batch_sharding if shard_batch else replicated
                 data_arrays = jax.tree.map(
                     lambda x: jax.device_put(x, sharding if jnp.ndim(x) else replicated),
                     data_arrays,

@@ -1,7 +1,13 @@
-"""Gradient-free ensemble methods: the ES-MDA / ensemble-Kalman kernel over pytrees.
+"""Gradient-free ensemble methods: one ES-MDA / ensemble-Kalman kernel over pytrees.
 
-Emerick & Reynolds (2013); the ensemble is a pytree with a leading member axis and
-forward models are vmapped. The kinetics ES-MDA estimator calls this kernel.
+The kernel (Emerick & Reynolds 2013; Chen et al. 2020/2022) serves both uses:
+
+- `ESMDA` and `EnKF`, ensemble "optimisers" accepted by `sciml.fit` in place of an optax
+  transformation: the model is an ensemble (`sample`), the loss returns one member's
+  whitened residual vector, and training gets fit's progress, history, checkpoints and
+  divergence guard;
+- `esmda`, a standalone ES-MDA loop over a forward model, used by the kinetics
+  estimator.
 """
 
 from ._esmda import (
@@ -9,4 +15,15 @@ from ._esmda import (
     esmda as esmda,
     esmda_update as esmda_update,
     inflation_factors as inflation_factors,
+)
+from ._methods import (
+    AbstractEnsembleMethod as AbstractEnsembleMethod,
+    EnKF as EnKF,
+    EnsembleState as EnsembleState,
+    ESMDA as ESMDA,
+    member as member,
+    predict as predict,
+    Prediction as Prediction,
+    sample as sample,
+    size as size,
 )

@@ -128,28 +128,51 @@ def esmda_update(
     dmat = dmat.astype(dtype)
     d_obs = d_obs.astype(dtype)
     alpha = jnp.asarray(alpha, dtype)
-    cov, sqrt = _obs_sqrt(obs_cov_or_std, d, dtype)
+    _, sqrt = _obs_sqrt(obs_cov_or_std, d, dtype)
+    z = jax.random.normal(key, (n, d), dtype)
+    return jax.vmap(unravel)(_kalman_update(m, dmat, d_obs, sqrt, alpha, z))
 
+
+def _whiten(sqrt, x):
+    """C_D^{-1/2} x for rows x, with C_D^{1/2} a vector of stds or a Cholesky factor."""
+    if sqrt.ndim == 1:
+        return x / sqrt[None]
+    return jax.scipy.linalg.solve_triangular(sqrt, x.T, lower=True).T
+
+
+def _kalman_update(m, dmat, d_obs, sqrt, alpha, z):
+    """The ES-MDA / EnKF analysis on flat arrays, in whitened data coordinates.
+
+    `m` (N, p) members, `dmat` (N, d) forecasts, `z` (N, d) standard normal draws for
+    the perturbed observations d_obs + sqrt(alpha) C_D^{1/2} z_j. With anomalies
+    A = dM / sqrt(N - 1), whitened forecast anomalies S = C_D^{-1/2} dD / sqrt(N - 1)
+    (rows are members) and whitened innovations e_j, member j moves by
+    A^T S (S^T S + alpha I_d)^{-1} e_j = A^T (S S^T + alpha I_N)^{-1} S e_j
+    (push-through identity): the solve is d x d or N x N, whichever is smaller, so a
+    large data vector costs O(N^2 d), not O(d^3).
+    """
+    n, d = dmat.shape
+    dtype = m.dtype
     ok = jnp.all(jnp.isfinite(dmat), axis=1)
     w = ok.astype(dtype)
     n_ok = jnp.sum(w)
     mean_d = jnp.sum(jnp.where(ok[:, None], dmat, 0.0), axis=0) / n_ok
+    # Members whose forecast failed do not enter the covariances and move with the
+    # ensemble mean forecast.
     dmat = jnp.where(ok[:, None], dmat, mean_d[None])
     mean_m = jnp.sum(w[:, None] * m, axis=0) / n_ok
-    am = (m - mean_m[None]) * w[:, None]
-    ad = (dmat - mean_d[None]) * w[:, None]
-    c_md = am.T @ ad / (n_ok - 1)
-    c_dd = ad.T @ ad / (n_ok - 1)
-
-    z = jax.random.normal(key, (n, d), dtype)
-    noise = z @ sqrt.T if sqrt.ndim == 2 else z * sqrt[None]
-    d_uc = d_obs[None] + jnp.sqrt(alpha) * noise
-    a = c_dd + alpha * cov
-    a = 0.5 * (a + a.T)
-    # (C_DD + alpha C_D) is symmetric positive definite for any positive C_D.
-    sol = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), (d_uc - dmat).T)
-    new = m + (c_md @ sol).T
-    return jax.vmap(unravel)(new)
+    scale = jnp.sqrt(n_ok - 1)
+    am = (m - mean_m[None]) * w[:, None] / scale  # (N, p)
+    s = _whiten(sqrt, (dmat - mean_d[None]) * w[:, None]) / scale  # (N, d)
+    innov = _whiten(sqrt, d_obs[None] - dmat) + jnp.sqrt(alpha) * z  # (N, d), whitened
+    if d <= n:
+        a = s.T @ s + alpha * jnp.eye(d, dtype=dtype)  # (d, d)
+        coef = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), innov.T)  # (d, N)
+        gain = s @ coef  # (N, N): row k, column j
+    else:
+        a = s @ s.T + alpha * jnp.eye(n, dtype=dtype)  # (N, N)
+        gain = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), s @ innov.T)
+    return m + (am.T @ gain).T
 
 
 @dataclasses.dataclass(frozen=True)
