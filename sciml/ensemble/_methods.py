@@ -163,7 +163,10 @@ class EnKF(AbstractEnsembleMethod):
 
     - `alpha`: observation-noise inflation of every update (default 1: each batch is
       treated as new, independent evidence). Values > 1 take smaller, more stable
-      steps.
+      steps. Several epochs over the same data count each datum once per epoch, so the
+      final spread understates the uncertainty (measured: two-sigma coverage 0.38 after
+      40 epochs on the Mexican hat); `alpha` = number of epochs counts it once, as
+      ES-MDA does, at the price of slower fitting.
     - `anomaly_inflation`: multiplies the members' deviations from the ensemble mean
       before each update (covariance inflation, >= 1). Repeated updates shrink the
       ensemble; a little inflation (e.g. 1.01) keeps it able to move.
