@@ -29,6 +29,17 @@ from ._hidden import (
     HiddenTermODE as HiddenTermODE,
     Surrogate as Surrogate,
 )
+from ._hidden_pde import (
+    AbstractBoundary as AbstractBoundary,
+    ClosedFormPDE as ClosedFormPDE,
+    Derivatives as Derivatives,
+    Dirichlet as Dirichlet,
+    FieldSurrogate as FieldSurrogate,
+    HiddenTermPDE as HiddenTermPDE,
+    Neumann as Neumann,
+    local_derivatives as local_derivatives,
+    method_of_lines as method_of_lines,
+)
 from ._losses import (
     causal_loss as causal_loss,
     causal_weights as causal_weights,
