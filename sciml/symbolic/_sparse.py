@@ -231,10 +231,16 @@ class KFold(AbstractCriterion):
     - `folds`: number of folds (>= 2); with fewer samples than folds, one fold per
       sample (leave-one-out).
     - `one_standard_error`: apply the one-standard-error rule.
+    - `contiguous`: folds are contiguous blocks of samples instead of interleaved ones.
+      Use it when the samples are ordered along a curve and their errors are smooth
+      (a trained network sampled along a trajectory): interleaved folds then only test
+      interpolation, which large cancelling coefficients of collinear terms pass;
+      held-out blocks test extrapolation along the curve, which they fail.
     """
 
     folds: int = eqx.field(static=True, default=5)
     one_standard_error: bool = eqx.field(static=True, default=True)
+    contiguous: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         if not isinstance(self.folds, int) or self.folds < 2:
@@ -247,7 +253,10 @@ class KFold(AbstractCriterion):
                 f"KFold cross-validation needs at least 3 samples, got {n}; use BIC()."
             )
         folds = min(self.folds, n)
-        fold = np.arange(n) % folds
+        if self.contiguous:
+            fold = (np.arange(n) * folds) // n
+        else:
+            fold = np.arange(n) % folds
         splits = [
             (_Reduced(A[fold != f], b[fold != f]), A[fold == f], b[fold == f]) for f in range(folds)
         ]
