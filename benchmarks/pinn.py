@@ -13,18 +13,28 @@ error <= 1e-3, max <= 5e-3, under 10 minutes, every eps >= exact - 1e-4).
 
 Burgers: the DeepXDE demo's network (2-[20]x3-1 tanh) and point counts
 (2540 residual, 80 boundary, 160 initial), float32. Steady-state steps/s of `sciml.fit` with
-the second derivative as one jvp of value_and_grad, side by side with a full
+u, u_x, u_xx by forward-over-forward jvp and u_t by one jvp, side by side with a full
 `jax.hessian` in the same run; then the accuracy run (Adam + L-BFGS, hard constraints,
-problems/pinn_burgers.py's recipe) against our Cole-Hopf reference. The DeepXDE
-(PyTorch) side needs deepxde + torch in a scratch venv and is not run here.
+problems/pinn_burgers.py's recipe) against our Cole-Hopf reference.
+
+DeepXDE side by side (`--deepxde-python /path/to/venv/bin/python`, a venv with
+`pip install torch deepxde`; skipped without it): DeepXDE's Burgers demo set-up with the
+same network (FNN 2-[20]x3-1 tanh, Glorot normal), Adam 1e-3, on exactly our points
+(passed as anchors), steady-state steps/s after 50 warm-up steps, in the same run as
+sciml's.
+
+    python benchmarks/pinn.py --part deepxde --deepxde-python /tmp/ddevenv/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import pathlib
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -153,6 +163,67 @@ def _burgers_speed(seed: int, steps: int) -> dict:
     return out
 
 
+_DEEPXDE_DRIVER = """
+import json, os, sys, time
+os.environ["DDE_BACKEND"] = "pytorch"
+import numpy as np
+import deepxde as dde
+import torch
+path, steps = sys.argv[1], int(sys.argv[2])
+dde.config.set_random_seed(0)
+f = np.load(path)
+points = np.concatenate([f["residual"], f["boundary"], f["initial"]]).astype(np.float32)
+nu = 0.01 / np.pi
+space_time = dde.geometry.GeometryXTime(dde.geometry.Interval(-1, 1),
+                                        dde.geometry.TimeDomain(0, 0.99))
+
+def pde(x, u):
+    u_x = dde.grad.jacobian(u, x, i=0, j=0)
+    u_t = dde.grad.jacobian(u, x, i=0, j=1)
+    u_xx = dde.grad.hessian(u, x, i=0, j=0)
+    return u_t + u * u_x - nu * u_xx
+
+bc = dde.icbc.DirichletBC(space_time, lambda x: 0, lambda _, on: on)
+ic = dde.icbc.IC(space_time, lambda x: -np.sin(np.pi * x[:, 0:1]), lambda _, on: on)
+data = dde.data.TimePDE(space_time, pde, [bc, ic], num_domain=0, num_boundary=0,
+                        num_initial=0, anchors=points)
+net = dde.nn.FNN([2] + [20] * 3 + [1], "tanh", "Glorot normal")
+model = dde.Model(data, net)
+model.compile("adam", lr=1e-3)
+model.train(iterations=50, display_every=1000, verbose=0)  # warm-up
+t0 = time.perf_counter()
+model.train(iterations=steps, display_every=10 * steps, verbose=0)
+dt = time.perf_counter() - t0
+print(json.dumps({"steps_per_s": steps / dt, "seconds": dt,
+                  "threads": torch.get_num_threads(), "n_train": int(len(data.train_x)),
+                  "n_bc": [int(n) for n in data.num_bcs], "version": dde.__version__,
+                  "torch": torch.__version__}))
+"""
+
+
+def deepxde_speed(seed: int, steps: int, python: str) -> dict:
+    """Steady-state Adam steps/s of DeepXDE (PyTorch) and sciml on the same points."""
+    with jax.enable_x64(False):
+        batch = _deepxde_points(jax.random.key(seed))
+        with tempfile.TemporaryDirectory() as d:
+            path = pathlib.Path(d) / "points.npz"
+            np.savez(path, **{k: np.asarray(v, np.float32) for k, v in batch.items()})
+            driver = pathlib.Path(d) / "driver.py"
+            driver.write_text(_DEEPXDE_DRIVER)
+            out = subprocess.run([python, str(driver), str(path), str(steps)],
+                                 capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"DeepXDE run failed: {out.stderr.strip()[-2000:]}")
+        dde = json.loads(out.stdout.strip().splitlines()[-1])
+        ours = _burgers_speed(seed, steps)
+    return dict(
+        deepxde_steps_per_s=dde["steps_per_s"],
+        sciml_steps_per_s=ours["jvp_steps_per_s"],
+        ratio=ours["jvp_steps_per_s"] / dde["steps_per_s"],
+        deepxde=dde,
+    )
+
+
 def burgers_accuracy(seed: int, adam_steps: int, lbfgs_steps: int) -> dict:
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "problems"))
     import pinn_burgers  # noqa: E402  (the problem's recipe, not a copy of it)
@@ -185,7 +256,10 @@ def burgers_accuracy(seed: int, adam_steps: int, lbfgs_steps: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("all", "eigen", "burgers", "speed"), default="all")
+    p.add_argument("--part", choices=("all", "eigen", "burgers", "speed", "deepxde"),
+                   default="all")
+    p.add_argument("--deepxde-python", default=None,
+                   help="python of a venv with torch and deepxde (for --part deepxde/all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eigen-adam", type=int, default=6000)
     p.add_argument("--eigen-lbfgs", type=int, default=2000)
@@ -212,9 +286,21 @@ def main(argv=None) -> int:
         s = burgers_speed(args.seed, args.speed_steps)
         print("burgers speed:", s, flush=True)
         rows += [
-            ("Burgers steps/s, u_xx by jvp(value_and_grad)", f"{s['jvp_steps_per_s']:.0f}", ""),
+            ("Burgers steps/s, u_x, u_xx, u_t by forward-mode jvp", f"{s['jvp_steps_per_s']:.0f}", ""),
             ("Burgers steps/s, u_xx by jax.hessian", f"{s['hessian_steps_per_s']:.0f}", ""),
             ("ratio jvp / hessian (same run)", f"{s['jvp_over_hessian']:.2f}x", ""),
+        ]
+    if args.part == "deepxde" or (args.part == "all" and args.deepxde_python):
+        if not args.deepxde_python:
+            p.error("--part deepxde needs --deepxde-python (a venv with torch and deepxde)")
+        x = deepxde_speed(args.seed, args.speed_steps, args.deepxde_python)
+        print("deepxde:", x, flush=True)
+        d = x["deepxde"]
+        rows += [
+            (f"Burgers steps/s, DeepXDE {d['version']} (torch {d['torch']}, "
+             f"{d['threads']} threads, same points)", f"{x['deepxde_steps_per_s']:.0f}", ""),
+            ("Burgers steps/s, sciml.fit (same run)", f"{x['sciml_steps_per_s']:.0f}", ""),
+            ("ratio sciml / DeepXDE", f"{x['ratio']:.2f}x", ">= 3x"),
         ]
     if args.part in ("all", "burgers"):
         a = burgers_accuracy(args.seed, args.burgers_adam, args.burgers_lbfgs)

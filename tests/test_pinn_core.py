@@ -56,6 +56,10 @@ def test_derivatives_3d(x):
         np.testing.assert_allclose(grad, f3_grad(x), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(d2, H[i, i], rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(P.second_derivative(f3, xj, i), H[i, i], rtol=1e-12, atol=1e-14)
+        val, d1, d2 = P.derivatives_along(f3, xj, i)
+        np.testing.assert_allclose(val, f3(x), rtol=1e-12)
+        np.testing.assert_allclose(d1, f3_grad(x)[i], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(d2, H[i, i], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(P.laplacian(f3, xj), np.trace(H), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(P.hessian(f3, xj), H, rtol=1e-12, atol=1e-14)
 

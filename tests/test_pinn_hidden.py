@@ -102,3 +102,36 @@ def test_refused_known_functions():
         HiddenTermODE(lambda t, y: jnp.log(y - 2.0), t, y, t_span=(0, 1))
     with pytest.raises(TypeError, match="must be a function"):
         HiddenTermODE("x*y", t, y, t_span=(0, 1))
+
+
+def test_identify_selects_the_true_term_and_refits_it_exactly():
+    # Logistic growth u' = u - u^2 seen at 12 clean times. The "trained" model is the
+    # exact solution with a hidden network that is 5 % off (a smooth error): the
+    # sparse regression sees a perturbed -u^2, the closed loop must still choose
+    # {u^2} and fit its coefficient to the clean data (truth: -1) to solver accuracy.
+    t_obs = np.linspace(0.0, 8.0, 12)
+    problem = HiddenTermODE(logistic_known, t_obs, logistic(t_obs)[:, None], t_span=(0.0, 8.0))
+    model = problem.model(key=jax.random.key(0))
+    model = eqx.tree_at(lambda m: m.surrogate, model,
+                        lambda t: jnp.atleast_1d(0.05 * jnp.exp(t) / (0.95 + 0.05 * jnp.exp(t))))
+    model = eqx.tree_at(lambda m: m.hidden, model, lambda y: -(y**2) * (1.05 - 0.1 * y))
+    ident = problem.identify(model, names=("u",), library=sciml.symbolic.polynomials(3),
+                             rtol=1e-11, atol=1e-13)
+    u = sympy.Symbol("u")
+    assert ident.support == ((u**2,),)
+    # rtol 1e-6: Levenberg-Marquardt on ODE solves at rtol 1e-11.
+    np.testing.assert_allclose(np.asarray(ident.term.coefficients), [-1.0], rtol=1e-6)
+    np.testing.assert_allclose(ident.y0, [0.05], rtol=1e-6)
+    assert ident.candidates[0][0] == ident.support
+
+
+def test_identify_refuses_bad_arguments():
+    t = np.linspace(0, 1, 5)
+    problem = HiddenTermODE(logistic_known, t, logistic(t)[:, None], t_span=(0, 1))
+    model = problem.model(key=jax.random.key(0))
+    with pytest.raises(ValueError, match="has 2 names for a state of size 1"):
+        problem.identify(model, names=("u", "v"))
+    with pytest.raises(ValueError, match="`keep` must be >= 1"):
+        problem.identify(model, keep=0)
+    with pytest.raises(ValueError, match="`points` must be >= 2"):
+        problem.states(model, 1)

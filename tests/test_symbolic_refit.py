@@ -109,3 +109,30 @@ def test_refit_inside_a_known_ode():
     # rtol 1e-6: both optima are limited by ODE tolerances and the flat misfit.
     np.testing.assert_allclose(fitted, best, rtol=1e-6)
     assert abs(fitted + 1) < 5e-3  # 1 % trajectory noise
+
+
+def test_contiguous_folds_recover_exact_sparse_polynomials():
+    # Clean samples: any sensible criterion returns the exact support and coefficients.
+    rng = np.random.default_rng(3)
+    X = np.sort(rng.uniform(-1, 1, (120, 2)), axis=0)
+    b = 0.5 - 1.5 * X[:, 0] * X[:, 1] + 0.25 * X[:, 1] ** 2
+    d = ss.discover(b, X, names=("x", "y"),
+                    backend=ss.STLSQ(criterion=ss.KFold(4, contiguous=True)))
+    x, y = sympy.symbols("x y")
+    assert set(d.support[0]) == {sympy.Integer(1), x * y, y**2}
+    e = sympy.Poly(d.expression, x, y)
+    np.testing.assert_allclose(
+        [float(e.coeff_monomial(m)) for m in (1, x * y, y**2)], [0.5, -1.5, 0.25], rtol=1e-8)
+
+
+def test_contiguous_folds_are_blocks():
+    # Block CV must hold out contiguous ranges: a target that is one term on the first
+    # half and another on the second is then unpredictable from either alone.
+    crit = ss.KFold(2, contiguous=True, one_standard_error=False)
+    A = np.stack([np.r_[np.ones(10), np.zeros(10)], np.r_[np.zeros(10), np.ones(10)]], 1)
+    b = A @ np.array([1.0, 2.0])
+    supports = np.array([[True, False], [False, True], [True, True]])
+    # With contiguous halves, each fold's training set lacks one of the two columns:
+    # the held-out half is predicted as zero by every support.
+    scores = crit.scores(A, b, supports, ridge=0.0, floor=0.0)
+    np.testing.assert_allclose(scores, [2.5, 2.5, 2.5], rtol=1e-12)

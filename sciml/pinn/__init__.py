@@ -7,6 +7,7 @@ from ._derivatives import (
     gradient as gradient,
     hessian as hessian,
     laplacian as laplacian,
+    derivatives_along as derivatives_along,
     second_derivative as second_derivative,
     value_and_gradient as value_and_gradient,
     value_grad_and_second as value_grad_and_second,

@@ -560,6 +560,14 @@ def _candidates(discovery, i, keep):
             c = np.asarray(candidates[j], bool)
             if c.any() and not any(np.array_equal(c, o) for o in out):
                 out.append(c)
+    # Every single term too: a thresholded path on nearly collinear columns can step
+    # from two cancelling terms to the wrong one and never visit the right one alone.
+    if keep is None:
+        for j in range(len(chosen)):
+            c = np.zeros(len(chosen), bool)
+            c[j] = True
+            if not any(np.array_equal(c, o) for o in out):
+                out.append(c)
     return out
 
 
