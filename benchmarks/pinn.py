@@ -20,8 +20,8 @@ problems/pinn_burgers.py's recipe) against our Cole-Hopf reference.
 DeepXDE side by side (`--deepxde-python /path/to/venv/bin/python`, a venv with
 `pip install torch deepxde`; skipped without it): DeepXDE's Burgers demo set-up with the
 same network (FNN 2-[20]x3-1 tanh, Glorot normal), Adam 1e-3, on exactly our points
-(passed as anchors), steady-state steps/s after 50 warm-up steps, in the same run as
-sciml's.
+(passed as anchors), steady-state steps/s after 50 warm-up steps (best of 1 and 2 torch
+threads), in the same run as sciml's.
 
     python benchmarks/pinn.py --part deepxde --deepxde-python /tmp/ddevenv/bin/python
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pathlib
 import subprocess
 import sys
@@ -190,6 +191,7 @@ data = dde.data.TimePDE(space_time, pde, [bc, ic], num_domain=0, num_boundary=0,
 net = dde.nn.FNN([2] + [20] * 3 + [1], "tanh", "Glorot normal")
 model = dde.Model(data, net)
 model.compile("adam", lr=1e-3)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 model.train(iterations=50, display_every=1000, verbose=0)  # warm-up
 t0 = time.perf_counter()
 model.train(iterations=steps, display_every=10 * steps, verbose=0)
@@ -210,11 +212,18 @@ def deepxde_speed(seed: int, steps: int, python: str) -> dict:
             np.savez(path, **{k: np.asarray(v, np.float32) for k, v in batch.items()})
             driver = pathlib.Path(d) / "driver.py"
             driver.write_text(_DEEPXDE_DRIVER)
-            out = subprocess.run([python, str(driver), str(path), str(steps)],
-                                 capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            raise RuntimeError(f"DeepXDE run failed: {out.stderr.strip()[-2000:]}")
-        dde = json.loads(out.stdout.strip().splitlines()[-1])
+            # PyTorch's intra-op threading can collapse on a shared 2-core machine
+            # (references/baselines.md): DeepXDE runs with 1 and with 2 threads and is
+            # credited with its faster run.
+            runs = []
+            for threads in (1, 2):
+                env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+                out = subprocess.run([python, str(driver), str(path), str(steps)], env=env,
+                                     capture_output=True, text=True, check=False)
+                if out.returncode != 0:
+                    raise RuntimeError(f"DeepXDE run failed: {out.stderr.strip()[-2000:]}")
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        dde = max(runs, key=lambda r: r["steps_per_s"])
         ours = _burgers_speed(seed, steps)
     return dict(
         deepxde_steps_per_s=dde["steps_per_s"],

@@ -435,8 +435,9 @@ class HiddenTermODE(eqx.Module):
            one trajectory the library columns are nearly collinear, and a few percent
            of error in the network moves the regression's support.
 
-        Re-fit the result with `closed_form(identification.term)` and
-        `closed_form_loss`, or use its `.coefficients` directly.
+        `identification.term` already carries the coefficients fitted through the ODE;
+        `closed_form(identification.term, y0=identification.y0)` with
+        `closed_form_loss` re-fits them with `sciml.fit`.
 
         **Arguments:**
 
@@ -477,7 +478,7 @@ class HiddenTermODE(eqx.Module):
             term = discovery.jax_fn
             fit = _ClosedLoopFit.function(self, term, rtol, atol)
             rss, y0, coefficients = fit.solve(np.asarray(term.coefficients))
-            bic = fit.score(rss, np.ones((1, 0)), 0) + len(coefficients) * math.log(
+            bic = fit.score(rss, np.zeros((self.n, 0), bool), 0) + len(coefficients) * math.log(
                 max(int(fit.n_obs.sum()), 1))
             refit = eqx.tree_at(lambda f: f.coefficients, term, jnp.asarray(coefficients))
             return Identification(discovery, refit, y0, discovery.support,
@@ -535,13 +536,6 @@ class HiddenTermODE(eqx.Module):
         )
         table.sort(key=lambda row: row[2])
         return Identification(discovery, term, y0, support, tuple(table))
-
-
-def _product(lists):
-    out = [[]]
-    for options in lists:
-        out = [prefix + [o] for prefix in out for o in options]
-    return out
 
 
 def _candidates(discovery, i, keep):
