@@ -28,6 +28,7 @@ from ._hidden import (
     HiddenTerm as HiddenTerm,
     HiddenTermModel as HiddenTermModel,
     HiddenTermODE as HiddenTermODE,
+    Identification as Identification,
     Surrogate as Surrogate,
 )
 from ._hidden_pde import (

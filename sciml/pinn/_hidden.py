@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
-import sympy
 from jaxtyping import Array, PRNGKeyArray
 
 from ..nn import MLP
@@ -659,7 +658,8 @@ class _ClosedLoopFit:
         fit = float(np.sum(n_i * np.log(np.maximum(rss, 1e-300) / n_i)))
         sizes = np.asarray(mask).reshape(len(n_i), -1).sum(axis=1)
         k = int(sizes.sum())
-        return fit + k * math.log(n_i.sum()) + 2 * sum(math.log(math.comb(m, int(j))) for j in sizes)
+        extension = 2 * sum(math.log(math.comb(m, int(j))) for j in sizes)
+        return fit + k * math.log(n_i.sum()) + extension
 
 
 def _misfit(problem, term, y0, rtol, atol):
