@@ -5,7 +5,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import sympy
 
 import sciml
@@ -80,13 +79,10 @@ def _recover(steps, noise, seed, progress, lbfgs_steps, refit_steps):
     selected = problem.discover(model, backend=sciml.symbolic.STLSQ())
     closed = problem.closed_form(discovery.jax_fn, nx=257)
     refit = closed
-    try:
-        if refit_steps:
-            refit = sciml.fit(closed, problem.closed_form_loss, optax.lbfgs(), steps=refit_steps,
-                              key=fkey, progress=progress).model
-        closed_error = problem.solution_error(refit, x, t, ref)
-    except sciml.DivergenceError:
-        closed_error = float("nan")
+    if refit_steps:
+        refit = problem.refit_closed_form(closed, steps=refit_steps, key=fkey, progress=progress)
+    closed_error = float("nan") if refit is None else problem.solution_error(refit, x, t, ref)
+    refit = closed if refit is None else refit
 
     u, u_x = sympy.symbols("u u_x")
     found = sympy.expand(discovery.expression)

@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import sympy
 
 import sciml
@@ -92,13 +91,10 @@ def _recover(steps, noise, seed, progress, lbfgs_steps, refit_steps):
     # Close the loop: the formula in the PDE, its coefficients re-fitted to the sensors.
     closed = problem.closed_form(discovery.jax_fn, model=model)
     refit = closed
-    try:
-        if refit_steps:
-            refit = sciml.fit(closed, problem.closed_form_loss, optax.lbfgs(), steps=refit_steps,
-                              key=fkey, progress=progress).model
-        closed_error = problem.solution_error(refit, x, t, ref)
-    except sciml.DivergenceError:
-        closed_error = float("nan")
+    if refit_steps:
+        refit = problem.refit_closed_form(closed, steps=refit_steps, key=fkey, progress=progress)
+    closed_error = float("nan") if refit is None else problem.solution_error(refit, x, t, ref)
+    refit = closed if refit is None else refit
 
     u = sympy.Symbol("u")
 

@@ -752,6 +752,22 @@ class HiddenTermPDE(eqx.Module):
         misfit = ((pred - self.u_obs) / self.u_scale) ** 2 * self.mask
         return jnp.sum(misfit) / jnp.sum(self.mask)
 
+    def refit_closed_form(self, closed: ClosedFormPDE, *, steps: int, key, progress=False):
+        """Re-fits the closed-form model's coefficients to the readings (L-BFGS).
+
+        Returns the re-fitted model, or `None` if the solve diverged on the way (the
+        formula then does not describe the data).
+        """
+        import optax
+
+        from .._fit import DivergenceError, fit
+
+        try:
+            return fit(closed, self.closed_form_loss, optax.lbfgs(), steps=steps, key=key,
+                       progress=progress).model
+        except DivergenceError:
+            return None
+
 
 class _SurrogateEnds(eqx.Module):
     """`value(x, t)` for a `Dirichlet` condition read off a trained surrogate."""
