@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import inspect
+import itertools
 import json
 import math
 import os
@@ -124,6 +124,11 @@ class FitInfo:
 
     `info.log(name, value)` records a scalar in the history column `name` at the last
     step run (NaN at the steps where nothing was logged), e.g. a monitor's diagnostics.
+
+    `records` holds what the callback's recorder (see `sciml.fit`) measured inside the
+    compiled steps since its previous call: `(step, value)` pairs in step order, `step`
+    being the number of updates done when `value` was taken (empty for a callback
+    without a recorder).
     """
 
     step: int
@@ -133,13 +138,25 @@ class FitInfo:
     terms: dict
     history: dict
     elapsed: float
+    records: tuple = ()
     _log: Callable = dataclasses.field(default=None, repr=False, compare=False)
 
-    def log(self, name: str, value) -> None:
-        """Records `value` (a real scalar) in history column `name` at step `step - 1`."""
+    def log(self, name: str, value, *, step: int | None = None) -> None:
+        """Records `value` (a real scalar) in history column `name` at the history row
+        of the update that brought the count to `step` (default: the last step run, i.e.
+        `self.step`; a record's step logs next to the record)."""
         if self._log is None:
             raise RuntimeError("FitInfo.log: this FitInfo is not attached to a run.")
-        self._log(name, value)
+        if step is None:
+            step = self.step
+        if isinstance(step, bool) or not isinstance(step, int | np.integer) or not (
+            0 < step <= self.step
+        ):
+            raise ValueError(
+                f"FitInfo.log: `step` must be an int in [1, {self.step}] (a step already "
+                f"run), got {step!r}."
+            )
+        self._log(int(step) - 1, name, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,6 +215,7 @@ class _Program:
         hist_dtype,
         batch_sharding,
         uses_key=True,
+        recorders=(),
     ):
         self.loss = loss
         self.optimiser = optimiser
@@ -212,6 +230,9 @@ class _Program:
         self.hist_dtype = hist_dtype
         self.batch_sharding = batch_sharding
         self.ensemble = isinstance(optimiser, _EnsembleMethod)
+        # (static part of fn, every) per recorder; the arrays of fn are in dyn["rec"].
+        self.recorders = recorders
+        rec_leaves, rec_def = jax.tree.flatten(recorders)
         static_leaves, static_def = jax.tree.flatten(static)
         data_leaves, data_def = jax.tree.flatten(data_static)
         self._key = (
@@ -229,6 +250,8 @@ class _Program:
             cache_value,
             np.dtype(hist_dtype).str,
             batch_sharding,
+            rec_def,
+            tuple(rec_leaves),
         )
         self._hash = hash(self._key)
 
@@ -330,14 +353,36 @@ class _Program:
             [jnp.asarray(value, self.hist_dtype)]
             + [jnp.asarray(aux[k], self.hist_dtype) for k in self.aux_names]
         )
+        step = state["step"] + 1
         return dict(
             params=params,
             opt_state=opt_state,
             data_state=data_state,
-            step=state["step"] + 1,
+            step=step,
             finite=jnp.isfinite(value),
             hist=state["hist"].at[i].set(row),
+            **self._record(dyn, state, params, step),
         )
+
+    def _record(self, dyn, state, params, step):
+        """Evaluates each recorder whose cadence divides `step` into its buffer."""
+        if not self.recorders:
+            return dict(rec=state["rec"], rec_n=state["rec_n"])
+        model = eqx.combine(params, dyn["frozen"], self.static)
+        bufs, counts = [], []
+        for arrays, (fn_static, every), buf, n in zip(
+            dyn["rec"], self.recorders, state["rec"], state["rec_n"]
+        ):
+            fn = eqx.combine(arrays, fn_static)
+
+            def write(carry, fn=fn):
+                b, c = carry
+                return b.at[c].set(jnp.asarray(fn(model), b.dtype)), c + 1
+
+            buf, n = jax.lax.cond(step % every == 0, write, lambda carry: carry, (buf, n))
+            bufs.append(buf)
+            counts.append(n)
+        return dict(rec=tuple(bufs), rec_n=tuple(counts))
 
     def diagnose(self, dyn, state):
         """Finiteness of the loss, gradient and update of one step (after a divergence)."""
@@ -349,6 +394,9 @@ class _Program:
 
 
 def _run_impl(program: _Program, dyn, state, n):
+    # Recorder buffers are filled from row 0 in every chunk.
+    state = dict(state, rec_n=tuple(jnp.zeros_like(c) for c in state["rec_n"]))
+
     def cond(carry):
         i, st = carry
         return (i < n) & st["finite"]
@@ -617,6 +665,32 @@ def _check_residual_loss(loss, model, batch, key, pass_step):
 # Devices
 
 
+def _build_recorder(i, cb, model):
+    """`(fn arrays, fn static, every, output shape)` of a callback's recorder, or None."""
+    make = getattr(cb, "recorder", None)
+    if make is None:
+        return None
+    where = f"`callbacks[{i}].recorder(model)`"
+    if not callable(make):
+        raise TypeError(f"sciml.fit: {where} must be a method, got {make!r}.")
+    out = make(model)
+    if not (isinstance(out, tuple) and len(out) == 2 and callable(out[0])):
+        raise TypeError(f"sciml.fit: {where} must return a pair (fn, every), got {out!r}.")
+    fn, every = out
+    _check_steps(every, f"the `every` returned by {where}")
+    try:
+        shape = eqx.filter_eval_shape(fn, model)
+    except Exception as e:
+        raise ValueError(f"sciml.fit: the recorder of {where} fails on the model: {e}") from e
+    if not (isinstance(shape, jax.ShapeDtypeStruct) and jnp.issubdtype(shape.dtype, jnp.inexact)):
+        raise ValueError(
+            f"sciml.fit: the recorder of {where} must return one floating-point array, "
+            f"got {shape}."
+        )
+    arrays, static = eqx.partition(fn, eqx.is_array)
+    return arrays, static, int(every), shape
+
+
 def _make_mesh(devices):
     if devices is None:
         return None
@@ -789,7 +863,13 @@ def fit(
       learning rates come from `optax.multi_transform` (see `sciml.param_labels`).
     - `callbacks`: callables `cb(info: sciml.FitInfo) -> bool | None` run between
       chunks of compiled steps; returning `True` stops training. A callback with an
-      integer attribute `every` runs exactly every `every` steps.
+      integer attribute `every` runs exactly every `every` steps. A callback that
+      watches the weights more often than it needs to act can have a method
+      `recorder(model) -> (fn, every)`: `fn(model)` (a JAX function, or an equinox
+      module whose arrays become arguments of the compiled step) returns a small
+      floating-point array and is evaluated *inside* the compiled loop after every
+      `every`-th step, so it costs no chunk boundaries; the callback receives the
+      values in `info.records` (e.g. `sciml.koopman.KoopmanMonitor`).
     - `checkpoint`: a directory to save the training state to (model, optimiser state,
       history), every `checkpoint_every` steps, at the end of each stage and when a
       run diverges.
@@ -826,6 +906,12 @@ def fit(
         every = getattr(cb, "every", None)
         if every is not None:
             _check_steps(every, f"`callbacks[{i}].every`")
+    recorders = [_build_recorder(i, cb, model) for i, cb in enumerate(callbacks)]
+    rec_index = list(itertools.accumulate(r is not None for r in recorders))
+    rec_index = [j - 1 if r is not None else None for j, r in zip(rec_index, recorders)]
+    recorders = [r for r in recorders if r is not None]
+    rec_arrays = tuple(r[0] for r in recorders)
+    rec_static = tuple((r[1], r[2]) for r in recorders)
 
     try:
         params, rest = eqx.partition(model, trainable)
@@ -909,6 +995,7 @@ def fit(
             hist_dtype=jnp.result_type(value_dtype),
             # An ensemble shards its members, not the batch (see `member_sharding`).
             batch_sharding=None if ensemble else batch_sharding,
+            recorders=rec_static,
         )
         plans.append(
             dict(
@@ -1041,6 +1128,7 @@ def fit(
                 key_loss=plan["key_loss"],
                 key_data=key_data,
                 batch=put(plan["batch0"], batch_sharding) if plan["batch0"] is not None else None,
+                rec=put(rec_arrays, replicated),
             )
             n_cols = 1 + len(plan["aux_names"])
             data_state = None if program.linesearch else source.init(key_data, step)
@@ -1051,6 +1139,9 @@ def fit(
                 step=jnp.asarray(step, jnp.int32),
                 finite=jnp.asarray(True),
                 hist=put(jnp.zeros((_BUFFER, n_cols), program.hist_dtype), replicated),
+                rec=put(tuple(jnp.zeros((_BUFFER // r[2] + 1, *r[3].shape), r[3].dtype)
+                              for r in recorders), replicated),
+                rec_n=tuple(jnp.zeros((), jnp.int32) for _ in recorders),
             )
             # Chunks are pipelined: chunk k+1 is dispatched before the results of chunk k
             # are fetched, so the host work below overlaps device work. Everything is
@@ -1063,6 +1154,7 @@ def fit(
             chunk = 1
             first = True
             last_done = None
+            pending = [[] for _ in recorders]
             while step < hi:
                 while planned < hi and len(queue) < (1 if first or chunk <= 8 else 2):
                     limit = hi - planned
@@ -1079,9 +1171,18 @@ def fit(
                     planned += n
                     tip = out
                 start, t0, ran, state, chunk_input = queue.popleft()
-                ran, finite, rows = jax.device_get((ran, state["finite"], state["hist"]))
+                ran, finite, rows, rec, rec_n = jax.device_get(
+                    (ran, state["finite"], state["hist"], state["rec"], state["rec_n"])
+                )
                 t1 = time.perf_counter()
                 ran = int(ran)
+                if finite:
+                    for j, r in enumerate(recorders):
+                        every = r[2]
+                        at = (start // every + 1) * every  # the chunk's first record
+                        pending[j].extend(
+                            (at + k * every, rec[j][k]) for k in range(int(rec_n[j]))
+                        )
                 busy = t1 - (t0 if last_done is None else max(t0, last_done))
                 last_done = t1
                 history.extend(s, step, rows[:ran], plan["aux_names"], t1 - busy - t_start,
@@ -1120,10 +1221,13 @@ def fit(
                 if checkpoint_every is not None and step % checkpoint_every == 0:
                     save(s, state)
                 stop = False
-                for cb in callbacks:
+                for cb, j in zip(callbacks, rec_index):
                     every = getattr(cb, "every", None)
                     if every is not None and step % every and step != hi:
                         continue
+                    records = ()
+                    if j is not None:
+                        records, pending[j] = tuple(pending[j]), []
                     info = FitInfo(
                         step=step,
                         stage=s,
@@ -1132,7 +1236,8 @@ def fit(
                         terms=terms,
                         history=history.arrays(),
                         elapsed=t1 - t_start,
-                        _log=functools.partial(history.log, step - 1),
+                        records=records,
+                        _log=history.log,
                     )
                     if cb(info) is True:
                         stop = True

@@ -450,3 +450,100 @@ def test_callback_log_records_history_column(getkey):
     # SGD on |p|^2 scales p by 0.8 per step: the logged norm after 5k steps is exact.
     np.testing.assert_allclose(col[logged], np.sqrt(10.0) * 0.8 ** np.array([5, 10, 15, 20]),
                                rtol=1e-12)
+
+
+class _NormRecorder:
+    """Records |p| inside the compiled steps every 3 steps; acts every 10."""
+
+    every = 10
+
+    def __init__(self):
+        self.seen = []
+
+    def recorder(self, model):
+        return (lambda m: jnp.linalg.norm(m)[None]), 3
+
+    def __call__(self, info):
+        self.seen.append((info.step, [(s, float(v[0])) for s, v in info.records]))
+        for s, v in info.records:
+            info.log("rec_norm", v[0], step=s)
+
+
+def test_recorder_values_arrive_in_order_at_their_steps(getkey):
+    model = jnp.array([3.0, -1.0])
+
+    def loss(p, batch, *, key):
+        return jnp.sum(p**2)
+
+    cb = _NormRecorder()
+    res = sciml.fit(model, loss, optax.sgd(0.1), steps=25, key=getkey(), callbacks=[cb],
+                    progress=False)
+    # Called every 10 steps and at the end; each call gets the records since the last.
+    assert [step for step, _ in cb.seen] == [10, 20, 25]
+    steps = [s for _, recs in cb.seen for s, _ in recs]
+    assert steps == [3, 6, 9, 12, 15, 18, 21, 24]
+    # SGD on |p|^2 scales p by 0.8 per step: |p| after k steps is exact.
+    values = np.array([v for _, recs in cb.seen for _, v in recs])
+    np.testing.assert_allclose(values, np.sqrt(10.0) * 0.8 ** np.array(steps), rtol=1e-12)
+    logged = np.isfinite(res.history["rec_norm"])
+    np.testing.assert_array_equal(res.history["step"][logged] + 1, steps)
+    # A recorder does not change training.
+    plain = sciml.fit(model, loss, optax.sgd(0.1), steps=25, key=getkey(), progress=False)
+    np.testing.assert_array_equal(res.model, plain.model)
+
+
+def test_recorder_module_with_arrays_reuses_the_compiled_program(getkey):
+    class Project(eqx.Module):
+        w: jax.Array
+
+        def __call__(self, model):
+            return (self.w @ model.weight.ravel())[None]
+
+    class Watch:
+        def __init__(self, w):
+            self.w, self.values = w, []
+
+        def recorder(self, model):
+            return Project(self.w), 5
+
+        def __call__(self, info):
+            self.values += [float(v[0]) for _, v in info.records]
+
+    model = eqx.nn.Linear(3, 2, key=getkey())  # a model with non-array leaves
+
+    def loss(m, batch, *, key):
+        return jnp.sum(m.weight**2) + jnp.sum(m.bias**2)
+
+    opt = optax.sgd(0.1)
+    a = Watch(jnp.arange(6.0))
+    sciml.fit(model, loss, opt, steps=10, key=getkey(), callbacks=[a], progress=False)
+    compiled = _fit._run._cache_size()
+    b = Watch(jnp.ones(6))
+    sciml.fit(model, loss, opt, steps=10, key=getkey(), callbacks=[b], progress=False)
+    assert _fit._run._cache_size() == compiled  # the projection's arrays are arguments
+    w0 = np.asarray(model.weight).ravel()
+    np.testing.assert_allclose(a.values, [np.arange(6.0) @ w0 * 0.8**k for k in (5, 10)],
+                               rtol=1e-6)
+    np.testing.assert_allclose(b.values, [w0.sum() * 0.8**k for k in (5, 10)], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda m: (lambda x: x,), TypeError, "pair"),
+        (lambda m: ((lambda x: x), 0), ValueError, "every"),
+        (lambda m: ((lambda x: jnp.arange(3)), 2), ValueError, "floating-point"),
+        (lambda m: ((lambda x: x.missing), 2), ValueError, "fails on the model"),
+    ],
+)
+def test_recorder_bad_input(getkey, make, error, match):
+    class Bad:
+        def recorder(self, model):
+            return make(model)
+
+        def __call__(self, info):
+            pass
+
+    with pytest.raises(error, match=match):
+        sciml.fit(jnp.zeros(3), lambda p, b, *, key: jnp.sum(p**2), optax.sgd(0.1), steps=5,
+                  key=getkey(), callbacks=[Bad()], progress=False)

@@ -7,7 +7,6 @@ import collections
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -42,35 +41,44 @@ class SpectrumRecord:
     decay: float
 
 
-class _Sketch:
-    """A fixed count-sketch projection of the selected weights to `dim` numbers:
-    `z[b] = Σ_{i: bucket(i) = b} sign(i) w_i` (a sparse Johnson-Lindenstrauss map:
-    distances are preserved in expectation, every weight contributes, and it is
+class _Projection(eqx.Module):
+    """The monitor's snapshot of a model: its selected weights, taken whole when there
+    are at most `dim` of them, otherwise a fixed count-sketch projection to `dim`
+    numbers, `z[b] = Σ_{i: bucket(i) = b} sign(i) w_i` (a sparse Johnson-Lindenstrauss
+    map: distances are preserved in expectation, every weight contributes, and it is
     linear, so linear training dynamics stay linear).
 
-    It runs in NumPy on the host on the weights the loop has already finished: a
-    device computation here would queue behind the next chunk of training steps, which
-    `fit` dispatches before running callbacks, and stall the pipeline.
+    A JAX function of the model: `sciml.fit` evaluates it inside the compiled steps
+    (the monitor's `recorder`), so watching the weights costs no chunk boundaries.
     """
 
-    def __init__(self, sizes, dim, seed):
-        self.dim = dim
-        self.buckets, self.signs = [], []
-        for i, n in enumerate(sizes):
-            rng = np.random.default_rng([*seed, i])
-            self.buckets.append(rng.integers(0, dim, size=n, dtype=np.intp))
-            self.signs.append(rng.choice(np.array([-1.0, 1.0]), size=n))
+    trainable: Any
+    buckets: tuple | None
+    signs: tuple | None
+    dim: int = eqx.field(static=True)
 
-    def __call__(self, leaves):
-        out = np.zeros(self.dim)
+    def __call__(self, model):
+        leaves = _selected(model, self.trainable)
+        if self.buckets is None:
+            return jnp.concatenate([jnp.ravel(x) for x in leaves])
+        out = 0
         for leaf, b, s in zip(leaves, self.buckets, self.signs):
-            w = np.asarray(leaf, dtype=np.float64).ravel()
-            out += np.bincount(b, weights=s * w, minlength=self.dim)
+            w = jnp.ravel(leaf)
+            out = out + jax.ops.segment_sum(s.astype(w.dtype) * w, b, num_segments=self.dim)
         return out
 
 
-def _flatten(leaves):
-    return np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in leaves])
+def _selected(model, trainable):
+    try:
+        params = eqx.filter(model, trainable)
+    except Exception as e:
+        raise ValueError(f"KoopmanMonitor: `trainable` does not match the model: {e}") from e
+    leaves = [x for x in jax.tree.leaves(params) if eqx.is_inexact_array(x)]
+    if not leaves:
+        raise ValueError(
+            "KoopmanMonitor: `trainable` selects no floating-point arrays of the model."
+        )
+    return leaves
 
 
 def _positive_int(name, value, minimum=1):
@@ -145,10 +153,11 @@ class KoopmanMonitor:
 
     **Arguments:**
 
-    - `every`: steps between snapshots (`fit` calls the monitor exactly then). Each
-      call ends a chunk of compiled steps and costs about a millisecond on the host
-      (a DMD every `dmd_every` calls a few more), so keep `every` times the time of
-      one step above ~25 ms for an overhead under 5 % (benchmarks/koopman_stop.py).
+    - `every`: steps between snapshots (kept as `.snapshot_every`). The snapshots are
+      taken inside `fit`'s compiled steps (`recorder`); `fit` calls the monitor only
+      where a DMD can fall, every `.every = every * gcd(window, dmd_every)` steps, so
+      at the defaults a call (a chunk boundary, about a millisecond of host work and
+      a DMD) comes every 250 steps (overhead: benchmarks/koopman_stop.py).
     - `window`: snapshots per DMD (at least 4).
     - `dim`: size of the projected snapshot.
     - `key`: PRNG key of the projection (keyword-only).
@@ -188,7 +197,7 @@ class KoopmanMonitor:
         n_log: int = 3,
         name: str = "koopman",
     ):
-        self.every = _positive_int("every", every)
+        self.snapshot_every = _positive_int("every", every)
         self.window = _positive_int("window", window, 4)
         self.dim = _positive_int("dim", dim)
         if not isinstance(key, jax.Array) or not (
@@ -231,8 +240,12 @@ class KoopmanMonitor:
             raise TypeError(f"KoopmanMonitor: `name` must be a non-empty string, got {name!r}.")
         self.name = name
         self.__name__ = name
-        self._project: Callable | None = None
-        self._structure = None
+        # `sciml.fit` calls the monitor every `self.every` steps: on every step where a
+        # DMD can fall (snapshots `window + k dmd_every`), so a stop is decided at the
+        # step whose DMD triggers it. The snapshots in between are taken inside the
+        # compiled steps (`recorder`), not at chunk boundaries.
+        self.every = self.snapshot_every * math.gcd(self.window, self.dmd_every)
+        self._tol = None
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -254,56 +267,60 @@ class KoopmanMonitor:
 
     # ------------------------------------------------------------ projection
 
-    def _leaves(self, model):
-        try:
-            params = eqx.filter(model, self.trainable)
-        except Exception as e:
-            raise ValueError(
-                f"KoopmanMonitor: `trainable` does not match the model: {e}"
-            ) from e
-        leaves = [x for x in jax.tree.leaves(params) if eqx.is_inexact_array(x)]
-        if not leaves:
-            raise ValueError(
-                "KoopmanMonitor: `trainable` selects no floating-point arrays of the model."
-            )
-        return leaves
-
-    def _build(self, leaves):
+    def projection(self, model) -> _Projection:
+        """The snapshot map of models shaped like `model` (a JAX function of the model;
+        the count-sketch buckets and signs depend only on `key` and the weight sizes)."""
+        leaves = _selected(model, self.trainable)
         sizes = [int(x.size) for x in leaves]
         if sum(sizes) <= self.dim:
-            return _flatten
+            return _Projection(self.trainable, None, None, self.dim)
         if jax.dtypes.issubdtype(self.key.dtype, jax.dtypes.prng_key):
             seed = np.asarray(jax.random.key_data(self.key))
         else:
             seed = np.asarray(self.key)
-        return _Sketch(sizes, self.dim, [int(v) for v in seed.ravel()])
+        seed = [int(v) for v in seed.ravel()]
+        buckets, signs = [], []
+        for i, n in enumerate(sizes):
+            rng = np.random.default_rng([*seed, i])
+            buckets.append(jnp.asarray(rng.integers(0, self.dim, size=n), jnp.int32))
+            signs.append(jnp.asarray(rng.choice(np.array([-1, 1], np.int8), size=n)))
+        return _Projection(self.trainable, tuple(buckets), tuple(signs), self.dim)
+
+    def recorder(self, model):
+        """For `sciml.fit`: the snapshot map, evaluated inside the compiled steps every
+        `snapshot_every` steps (the snapshots reach the monitor in `info.records`)."""
+        self._set_tol(model)
+        return self.projection(model), self.snapshot_every
 
     def project(self, model) -> np.ndarray:
         """The snapshot of `model` (float64, `(min(dim, n_weights),)`)."""
-        leaves = self._leaves(model)
-        structure = tuple((x.shape, x.dtype) for x in leaves)
-        if self._project is None or structure != self._structure:
-            self._project, self._structure = self._build(leaves), structure
-            eps = max(float(jnp.finfo(x.dtype).eps) for x in leaves)
-            self._tol = 100 * eps if self.tol is None else self.tol
-        return self._project(leaves)
+        return np.asarray(self.projection(model)(model), dtype=np.float64)
+
+    def _set_tol(self, model):
+        eps = max(float(jnp.finfo(x.dtype).eps) for x in _selected(model, self.trainable))
+        self._tol = 100 * eps if self.tol is None else self.tol
 
     # -------------------------------------------------------------- callback
 
     def __call__(self, info) -> bool:
-        if info.step % self.every:
-            return False  # a stage ended off the snapshot grid: keep spacing uniform
         if self._stage is not None and info.stage != self._stage:
             self.snapshots.clear()
             self.steps.clear()
             self._since_dmd = 0
             self._streak = 0
         self._stage = info.stage
-        z = self.project(info.model)
+        if self._tol is None:
+            self._set_tol(info.model)
+        stop = False
+        for step, z in info.records:
+            stop = self._snapshot(info, int(step), np.asarray(z, dtype=np.float64)) or stop
+        return stop
+
+    def _snapshot(self, info, step, z) -> bool:
         if self.first is None:
             self.first = z
         self.snapshots.append(z)
-        self.steps.append(int(info.step))
+        self.steps.append(step)
         self.n_snapshots += 1
         self._since_dmd += 1
         if len(self.snapshots) < self.window:
@@ -311,13 +328,13 @@ class KoopmanMonitor:
         if self.n_dmd and self._since_dmd < self.dmd_every:
             return False
         self._since_dmd = 0
-        record = self._analyse(int(info.step))
+        record = self._analyse(step)
         for i in range(self.n_log):
             value = abs(record.eigenvalues[i]) if i < record.rank else math.nan
-            info.log(f"{self.name}_rho{i + 1}", value)
-        info.log(f"{self.name}_remaining", record.remaining)
-        info.log(f"{self.name}_decay", record.decay)
-        info.log(f"{self.name}_rank", record.rank)
+            info.log(f"{self.name}_rho{i + 1}", value, step=step)
+        info.log(f"{self.name}_remaining", record.remaining, step=step)
+        info.log(f"{self.name}_decay", record.decay, step=step)
+        info.log(f"{self.name}_rank", record.rank, step=step)
         if self.poor_init is None:
             self.poor_init = record.decay < self.decay_threshold
             if self.poor_init:
@@ -327,7 +344,7 @@ class KoopmanMonitor:
                     "weights' motion decays. Training is not contracting; a different "
                     "initialisation or learning rate is likely worth trying.",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
         self._streak = self._streak + 1 if record.remaining <= self.rtol else 0
         return self.stop and self._streak >= self.patience

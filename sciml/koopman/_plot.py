@@ -35,7 +35,7 @@ def plot_spectrum(monitor, path: str | os.PathLike, *, title: str | None = None)
     if not records:
         raise ValueError(
             "plot_spectrum: the monitor has no spectra yet: it runs its first DMD once "
-            f"its window of {monitor.window} snapshots (every {monitor.every} steps) is "
+            f"its window of {monitor.window} snapshots (every {monitor.snapshot_every} steps) is "
             "full. Train for longer or use a smaller `window`/`every`."
         )
     fig, (ax1, ax2, ax3) = _plot.figure(1, 3, figsize=(16.5, 4.4), layout="constrained")
@@ -57,7 +57,7 @@ def plot_spectrum(monitor, path: str | os.PathLike, *, title: str | None = None)
     ax1.set_aspect("equal")
     ax1.set_xlabel("Re λ")
     ax1.set_ylabel("Im λ")
-    ax1.set_title(f"DMD eigenvalues (per {monitor.every} steps)")
+    ax1.set_title(f"DMD eigenvalues (per {monitor.snapshot_every} steps)")
     n = min(3, max(r.rank for r in records))
     for i in range(n):
         mod = [abs(r.eigenvalues[i]) if i < r.rank else np.nan for r in records]
