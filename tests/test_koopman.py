@@ -286,3 +286,28 @@ def test_monitor_needs_a_key():
     with pytest.raises(TypeError):
         KoopmanMonitor(10)
     assert math.isfinite(KoopmanMonitor(key=jax.random.key(0)).rtol)
+
+
+def test_monitor_snapshots_inside_the_compiled_steps(getkey):
+    # The monitor's overhead budget (under 5 % of a run, benchmarks/koopman_stop.py)
+    # rests on this: snapshots every `every` steps are taken by `fit`'s recorder inside
+    # the compiled loop, and the host is called only where a DMD can fall.
+    loss, _, _ = _quadratic()
+    calls = []
+
+    class Counting(KoopmanMonitor):
+        def __call__(self, info):
+            calls.append((info.step, [s for s, _ in info.records]))
+            return super().__call__(info)
+
+    monitor = Counting(key=getkey())  # defaults: every=50, window=20, dmd_every=5
+    assert (monitor.snapshot_every, monitor.every) == (50, 250)
+    sciml.fit(jnp.zeros(5), loss, optax.sgd(1e-3), steps=1600, key=getkey(),
+              callbacks=[monitor], progress=False)
+    assert [step for step, _ in calls] == [250, 500, 750, 1000, 1250, 1500, 1600]
+    assert [s for _, rec in calls for s in rec] == list(range(50, 1601, 50))
+    assert [r.step for r in monitor.spectra] == [1000, 1250, 1500]
+    # The recorded snapshot is the host projection of the weights at that step.
+    grad = jax.grad(lambda p: loss(p, None, key=None))
+    w = jax.lax.fori_loop(0, 1600, lambda i, p: p - 1e-3 * grad(p), jnp.zeros(5))
+    np.testing.assert_allclose(monitor.snapshots[-1], monitor.project(w), rtol=1e-9)
