@@ -312,3 +312,82 @@ def test_poisson_1d_to_1e4(getkey):
     u = jax.vmap(res.model)(x)
     err = float(jnp.max(jnp.abs(u - jnp.sin(jnp.pi * x[:, 0]))))
     assert err < 1e-4, err
+
+
+def _networks(key):
+    k = jax.random.split(key, 6)
+    mlp = sciml.nn.MLP(3, "scalar", 12, 3, activation=jnp.tanh, key=k[0])
+    return {
+        "mlp tanh": mlp,
+        "mlp gelu, factorised, softplus output": sciml.nn.MLP(
+            3, "scalar", 10, 2, activation=jax.nn.gelu, final_activation=jax.nn.softplus,
+            factorisation=sciml.nn.RandomWeightFactorisation(), key=k[1]),
+        "output transform": sciml.nn.OutputTransform(
+            mlp, lambda x, n: x[0] * (1 - x[1] ** 2) * n + jnp.sin(x[2])),
+        "fourier inputs, vector net": sciml.nn.OutputTransform(
+            sciml.nn.MLP(8, 2, 10, 2, activation=jnp.sin, key=k[2]),
+            lambda x, n: n[0] * jnp.exp(-x[1]) + n[1] ** 2,
+            inputs=sciml.nn.FourierFeatures(3, 4, 1.5, key=k[3])),
+        "plain function": f3,
+    }
+
+
+@eqx.filter_jit
+def _taylor_and_truth(f, x, v, w1, w2):
+    ours = P.directional_derivatives(f, x, v, (w1, w2))
+    g, H = jax.grad(f)(x), jax.hessian(f)(x)
+    return ours, (f(x), v @ g, v @ H @ v, (w1 @ g, w2 @ g))
+
+
+@eqx.filter_jit
+def _parameter_gradients(f, x, v, w):
+    def residual(m, rule):
+        if rule:
+            _, _, uvv, (uw,) = P.directional_derivatives(m, x, v, (w,))
+        else:
+            uvv, uw = v @ jax.hessian(m)(x) @ v, w @ jax.grad(m)(x)
+        return uvv + uw**2
+
+    return (eqx.filter_grad(lambda m: residual(m, True))(f),
+            eqx.filter_grad(lambda m: residual(m, False))(f))
+
+
+@pytest.mark.parametrize("name", list(_networks(jax.random.key(0))))
+def test_directional_derivatives_match_the_hessian(name):
+    # Truth: jax.hessian / jax.grad of the same function, at random points and
+    # directions; the layer-by-layer Taylor rules must give the same numbers.
+    f = _networks(jax.random.key(0))[name]
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        x, v, w1, w2 = (jnp.asarray(rng.normal(size=3)) for _ in range(4))
+        (value, first, second, (d1, d2)), truth = _taylor_and_truth(f, x, v, w1, w2)
+        np.testing.assert_allclose(value, truth[0], rtol=1e-12)
+        np.testing.assert_allclose(first, truth[1], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(second, truth[2], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose([d1, d2], truth[3], rtol=1e-10, atol=1e-13)
+    # Differentiable in the parameters, like the Hessian form (an independent path).
+    if isinstance(f, eqx.Module):
+        ga, gb = _parameter_gradients(f, x, v, w1)
+        for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_directional_derivatives_scalar_point_and_bad_input(getkey):
+    net = sciml.nn.MLP("scalar", "scalar", 8, 2, activation=jnp.tanh, key=getkey())
+    xs = jnp.linspace(-1.0, 1.0, 5)
+
+    @jax.jit
+    def both(xs):
+        _, d1, d2, _ = jax.vmap(lambda x: P.directional_derivatives(net, x, 1.0))(xs)
+        return d1, d2, jax.vmap(jax.grad(net))(xs), jax.vmap(jax.grad(jax.grad(net)))(xs)
+
+    d1, d2, t1, t2 = both(xs)
+    np.testing.assert_allclose(d1, t1, rtol=1e-10)
+    np.testing.assert_allclose(d2, t2, rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="direction `v`"):
+        P.directional_derivatives(f3, jnp.zeros(3), jnp.zeros(2))
+    with pytest.raises(ValueError, match="scalar per-point"):
+        P.directional_derivatives(lambda x: x, jnp.zeros(3), jnp.ones(3))
+    vec = sciml.nn.MLP(3, 2, 8, 2, activation=jnp.tanh, key=getkey())
+    with pytest.raises(ValueError, match="scalar per-point"):
+        P.directional_derivatives(vec, jnp.zeros(3), jnp.ones(3))

@@ -8,6 +8,7 @@ from ._derivatives import (
     hessian as hessian,
     laplacian as laplacian,
     derivatives_along as derivatives_along,
+    directional_derivatives as directional_derivatives,
     second_derivative as second_derivative,
     value_and_gradient as value_and_gradient,
     value_grad_and_second as value_grad_and_second,

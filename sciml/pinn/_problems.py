@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from ._derivatives import derivative, derivatives_along
+from ._derivatives import directional_derivatives
 from ._domains import AbstractDomain
 from ._losses import weighted_sum
 from ._samplers import AbstractSampler, Halton
@@ -117,9 +117,11 @@ class PDELoss(eqx.Module):
 def burgers_residual(u: Callable, x: Array, nu: float) -> Array:
     """Residual `u_t + u u_x - nu u_xx` at one point `x = (x, t)`.
 
-    `u`, `u_x` and `u_xx` by forward-over-forward along x, `u_t` by one more `jvp`: no
+    `u`, `u_x`, `u_xx` and `u_t` in one forward pass (`directional_derivatives`): no
     reverse pass inside the residual.
     """
-    value, ux, uxx = derivatives_along(u, x, 0)
-    _, ut = derivative(u, x, 1)
+    x = jnp.asarray(x)
+    e_x = jnp.zeros_like(x).at[0].set(1)
+    e_t = jnp.zeros_like(x).at[1].set(1)
+    value, ux, uxx, (ut,) = directional_derivatives(u, x, e_x, (e_t,))
     return ut + value * ux - nu * uxx
