@@ -32,7 +32,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     makers = {
         "direct": lambda: kin.DirectFit(),
-        "esmda": lambda: kin.ESMDA(n_members=150),
+        "esmda": lambda: kin.ESMDA(),
         "kinn": lambda: kin.KINN(steps_per_stage=args.kinn_steps),
     }
     rows = []

@@ -25,7 +25,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import inspect
-import itertools
 import json
 import math
 import os
@@ -661,10 +660,6 @@ def _check_residual_loss(loss, model, batch, key, pass_step):
     return has_aux, tuple(sorted(aux)) + _ENSEMBLE_TERMS, value.dtype, True
 
 
-# ----------------------------------------------------------------------------------
-# Devices
-
-
 def _build_recorder(i, cb, model):
     """`(fn arrays, fn static, every, output shape)` of a callback's recorder, or None."""
     make = getattr(cb, "recorder", None)
@@ -689,6 +684,10 @@ def _build_recorder(i, cb, model):
         )
     arrays, static = eqx.partition(fn, eqx.is_array)
     return arrays, static, int(every), shape
+
+
+# ----------------------------------------------------------------------------------
+# Devices
 
 
 def _make_mesh(devices):
@@ -906,10 +905,12 @@ def fit(
         every = getattr(cb, "every", None)
         if every is not None:
             _check_steps(every, f"`callbacks[{i}].every`")
-    recorders = [_build_recorder(i, cb, model) for i, cb in enumerate(callbacks)]
-    rec_index = list(itertools.accumulate(r is not None for r in recorders))
-    rec_index = [j - 1 if r is not None else None for j, r in zip(rec_index, recorders)]
-    recorders = [r for r in recorders if r is not None]
+    recorders, rec_index = [], []  # rec_index[i]: callback i's recorder, or None
+    for i, cb in enumerate(callbacks):
+        r = _build_recorder(i, cb, model)
+        rec_index.append(None if r is None else len(recorders))
+        if r is not None:
+            recorders.append(r)
     rec_arrays = tuple(r[0] for r in recorders)
     rec_static = tuple((r[1], r[2]) for r in recorders)
 

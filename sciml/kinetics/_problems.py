@@ -68,7 +68,7 @@ def run_benchmark_problem(mechanism: str, options) -> dict:
         scenarios = ("Q", "Q+n") if mechanism == "g" else ("Q", "SQ", "SQ+n")
         steps = options.steps_or(3000)
         estimators.update(
-            esmda=kin.ESMDA(n_members=150),
+            esmda=kin.ESMDA(),
             kinn=kin.KINN(steps_per_stage=steps, progress=options.progress),
         )
     metrics = {}
