@@ -547,3 +547,12 @@ def test_recorder_bad_input(getkey, make, error, match):
     with pytest.raises(error, match=match):
         sciml.fit(jnp.zeros(3), lambda p, b, *, key: jnp.sum(p**2), optax.sgd(0.1), steps=5,
                   key=getkey(), callbacks=[Bad()], progress=False)
+
+
+def test_fitinfo_log_refuses_a_step_not_yet_run(getkey):
+    def ahead(info):
+        info.log("x", 1.0, step=info.step + 1)
+
+    with pytest.raises(ValueError, match="`step` must be an int in"):
+        sciml.fit(jnp.zeros(2), lambda p, b, *, key: jnp.sum(p**2), optax.sgd(0.1), steps=3,
+                  key=getkey(), callbacks=[ahead], progress=False)
