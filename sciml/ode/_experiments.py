@@ -418,17 +418,24 @@ def train_nsde_spiral(
     seed: int = 0,
     steps: int = 250,
     n_model_paths: int = 32,
-    lr: float = 1e-2,
+    n_eval_paths: int = 512,
+    lr=None,
     data=None,
     progress: bool = False,
 ) -> dict:
     """Fits a neural SDE to the spiral SDE by moment matching (means and variances at
     the data times), as the paper's `sde_toy_problem`.
 
-    **Returns:** `method`, `mse` (of the moments, on fresh model paths), `nfe` (mean
-    prediction NFE per path), `train_s`, `compile_s`, `predict_s`, `mean`, `std`,
-    `history`, `model`.
+    `lr` is Adam's learning rate, a float or an optax schedule (default: cosine decay
+    from 1e-2 to 1e-3 over `steps`; a constant 1e-2 leaves the moment loss bouncing on
+    the sampling noise of `n_model_paths` paths).
+
+    **Returns:** `method`, `mse` (of the moments, on `n_eval_paths` fresh model paths),
+    `nfe` (mean prediction NFE per path), `train_s`, `compile_s`, `predict_s`, `mean`,
+    `std`, `history`, `model`.
     """
+    if lr is None:
+        lr = optax.cosine_decay_schedule(1e-2, steps, alpha=0.1)
     if data is None:
         data = spiral_sde_data(key=jax.random.key(1234))
     ts, paths = data
@@ -436,8 +443,8 @@ def train_nsde_spiral(
     y0 = paths[0, 0]
     model = nsde_model(method.regulariser, key=jax.random.key(seed), t1=float(ts[-1]))
 
-    def sample(m, key, step=None, regularise=True):
-        keys = jax.random.split(key, n_model_paths)
+    def sample(m, key, step=None, regularise=True, n=n_model_paths):
+        keys = jax.random.split(key, n)
         return jax.vmap(lambda k: m(y0, ts, key=k, step=step, regularise=regularise))(keys)
 
     def moments_mse(ys):
@@ -455,7 +462,7 @@ def train_nsde_spiral(
 
     @eqx.filter_jit
     def predict(m, key):
-        ys, stats = sample(m, key, regularise=False)
+        ys, stats = sample(m, key, regularise=False, n=n_eval_paths)
         return ys, jnp.mean(stats["nfe"] * 1.0)
 
     (ys, nfe), predict_s = _timed(predict, result.model, jax.random.key(10_000 + seed))
