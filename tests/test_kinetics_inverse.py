@@ -1,5 +1,6 @@
 """Inverse problem: the three estimators recover ln k and report honest uncertainty."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,3 +87,27 @@ def test_observation_errors():
         )
     with pytest.raises(TypeError, match="estimator"):
         kin.estimate(mech, None, "kinn", key=jax.random.key(0))
+
+
+def test_kinn_surrogate_holds_initial_state_and_simplex():
+    # The built-in initial state is exact at t = 0 for any network, and the surface
+    # fractions stay on the simplex at every time, also far from the initial state.
+    mech, obs, true = kin.synthetic_observations("dc", "SQ")
+    model = kin.KINN(onset=20.0).init(mech, obs, key=jax.random.key(0), init_log_k=true)
+    noisy = jax.tree.map(
+        lambda x: x + 3.0 * jax.random.normal(jax.random.key(1), x.shape, x.dtype)
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating)
+        else x,
+        model.nets,
+    )
+    fresh, model = model, eqx.tree_at(lambda m: m.nets, model, noisy)
+    t = jnp.broadcast_to(jnp.linspace(0.0, 1.0, 101), (obs.x0.shape[0], 101))
+    x = np.asarray(model.trajectories(t))
+    np.testing.assert_allclose(x[:, 0, :], obs.x0, rtol=0, atol=1e-14)
+    surface = [i for i, k in enumerate(mech.kinds) if k.is_surface]
+    assert np.all(x[..., surface] >= -1e-15)
+    np.testing.assert_allclose(x[..., surface].sum(-1), 1.0, rtol=0, atol=1e-12)
+    # The start is not stationary: coverages can leave the empty surface linearly.
+    net0 = jax.tree.map(lambda a: a[0] if eqx.is_array(a) else a, fresh.nets)
+    dx0 = jax.jvp(lambda s: fresh.state(0, net0, s), (jnp.asarray(0.0),), (jnp.asarray(1.0),))[1]
+    assert np.max(np.abs(np.asarray(dx0)[surface])) > 1e-3

@@ -54,12 +54,15 @@ class KINNSurrogate(eqx.Module):
     site_total: tuple[float, ...] = eqx.field(static=True)
     t_scale: float = eqx.field(static=True)
     time_warp: float = eqx.field(static=True, default=20.0)
+    x_start: tuple | None = eqx.field(static=True, default=None)
+    onset: float = eqx.field(static=True, default=0.0)
+    t_start: tuple | None = eqx.field(static=True, default=None)
 
     def state(self, e: int, net, t):
         """State of experiment `e` (its network `net`) at scalar time `t`."""
         # Log-warped time: fast initial transients get as much of the input range as
         # the slow tail (the paper's data are log-dense near t = 0 for this reason).
-        u = jnp.log1p(self.time_warp * t / self.t_scale) / np.log1p(self.time_warp)
+        u = self.warp(t if self.t_start is None else t - self.t_start[e])
         out = net(u)
         n_gas = len(self.gas)
         x = jnp.zeros((self.mechanism.n_species,), out.dtype)
@@ -67,8 +70,24 @@ class KINNSurrogate(eqx.Module):
             x = x.at[jnp.asarray(self.gas)].set(out[:n_gas])
         if self.surface:
             z = simplex(out[n_gas:]) if len(self.surface) > 1 else jnp.ones((1,), out.dtype)
+            if self.onset:
+                # Hard initial state: z = (1 - phi) z0 + phi s, a convex combination of two
+                # simplex points (still on the simplex), phi(0) = 0 with slope `onset`.
+                # The stick-breaking map alone is stationary at the simplex's faces, so
+                # a coverage growing linearly from 0 would need a sqrt(t) network.
+                phi = -jnp.expm1(-self.onset * u)
+                z0 = jnp.asarray(self.x_start[e], out.dtype)[jnp.asarray(self.surface)]
+                z0 = z0 / jnp.asarray(self.site_total, out.dtype)[e]
+                z = z0 + phi * (z - z0)
             x = x.at[jnp.asarray(self.surface)].set(z * jnp.asarray(self.site_total, out.dtype)[e])
+        if self.onset and n_gas:
+            g0 = jnp.asarray(self.x_start[e], out.dtype)[jnp.asarray(self.gas)]
+            x = x.at[jnp.asarray(self.gas)].set(g0 + u * out[:n_gas])
         return x
+
+    def warp(self, t):
+        """The network's input `u(t) = log(1 + w t / T) / log(1 + w)`, in [0, 1]."""
+        return jnp.log1p(self.time_warp * t / self.t_scale) / np.log1p(self.time_warp)
 
     def trajectories(self, t):
         """States `(n_exp, n_times, n_species)` at times `t` `(n_exp, n_times)`."""
@@ -128,6 +147,16 @@ class KINN(AbstractEstimator):
       observation times are always used).
     - `rcond`: eigenvalue floor of the Gauss-Newton matrix (relative), see
       `gauss_newton_covariance`.
+    - `onset`: the known initial state is built in: surface fractions are
+      `(1 - phi(u)) z0 + phi(u) simplex(net(u))` with `phi(u) = 1 - exp(-onset u)`,
+      gas `x0 + u net(u)`. The stick-breaking map alone is stationary on the simplex's
+      faces, so a coverage growing linearly from an empty surface needs a sqrt-shaped
+      network; on `da` SQ this change cut the MAE of ln k from 0.27 to 0.13 (desorption)
+      at equal cost. `onset` must exceed the fastest initial rate of change of the
+      fractions in units of `u`; 0 falls back to a soft initial-state penalty only.
+    - `time_warp`: the networks see `u = log(1 + w t / T) / log(1 + w)` with `w =
+      time_warp`, which resolves transients ~`T / w` long (100: da SQ 0.13 -> 0.10
+      against 20).
     - `progress`: show `fit`'s progress bar.
     """
 
@@ -141,6 +170,8 @@ class KINN(AbstractEstimator):
     lbfgs_steps: int = eqx.field(static=True)
     n_collocation: int = eqx.field(static=True)
     rcond: float = eqx.field(static=True)
+    onset: float = eqx.field(static=True)
+    time_warp: float = eqx.field(static=True)
     progress: bool = eqx.field(static=True)
 
     def __init__(
@@ -156,6 +187,8 @@ class KINN(AbstractEstimator):
         lbfgs_steps: int = 1000,
         n_collocation: int = 0,
         rcond: float = 1e-12,
+        onset: float = 20.0,
+        time_warp: float = 100.0,
         progress: bool = False,
     ):
         if not alphas or any(a <= 0 for a in alphas):
@@ -170,6 +203,12 @@ class KINN(AbstractEstimator):
         self.lbfgs_steps = int(lbfgs_steps)
         self.n_collocation = int(n_collocation)
         self.rcond = rcond
+        if onset < 0:
+            raise ValueError(f"KINN: `onset` must be >= 0 (0 = soft initial state), got {onset}.")
+        if time_warp <= 0:
+            raise ValueError(f"KINN: `time_warp` must be positive, got {time_warp}.")
+        self.onset = float(onset)
+        self.time_warp = float(time_warp)
         self.progress = progress
 
     def init(self, mechanism, observations, *, key, init_log_k) -> KINNSurrogate:
@@ -202,6 +241,10 @@ class KINN(AbstractEstimator):
             surface=surface,
             site_total=site_total,
             t_scale=float(np.max(np.asarray(observations.t))) or 1.0,
+            time_warp=self.time_warp,
+            x_start=tuple(tuple(float(v) for v in row) for row in x0),
+            onset=self.onset,
+            t_start=tuple(float(v) for v in np.asarray(observations.t)[:, 0]),
         )
 
     def estimate(self, mechanism, observations, *, key, init_log_k=None):
