@@ -6,7 +6,8 @@ rho of fitted vs true ln k, the uncertainty check (fraction of constants within 
 reported std) and wall time on this machine, next to the paper's figures.
 
     python benchmarks/kinetics.py [--mechanisms g da dc dcs] [--estimators direct esmda kinn]
-                                  [--kinn-steps 3000] [--markdown benchmarks/kinetics.md]
+                                  [--kinn-steps 3000] [--kinn-alphas 1 10 ...]
+                                  [--markdown benchmarks/kinetics.md]
 """
 
 import argparse
@@ -27,13 +28,20 @@ def main(argv=None):
     p.add_argument("--scenarios", nargs="+", default=None)
     p.add_argument("--estimators", nargs="+", default=["direct", "esmda", "kinn"])
     p.add_argument("--kinn-steps", type=int, default=3000)
+    p.add_argument(
+        "--kinn-alphas", type=float, nargs="+", default=None,
+        help="data weights of KINN's Adam stages (default: KINN's own, 1 to 1000)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markdown", default=None)
     args = p.parse_args(argv)
     makers = {
         "direct": lambda: kin.DirectFit(),
         "esmda": lambda: kin.ESMDA(),
-        "kinn": lambda: kin.KINN(steps_per_stage=args.kinn_steps),
+        "kinn": lambda: kin.KINN(
+            steps_per_stage=args.kinn_steps,
+            **({} if args.kinn_alphas is None else {"alphas": tuple(args.kinn_alphas)}),
+        ),
     }
     rows = []
     header = (
