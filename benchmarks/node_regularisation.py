@@ -120,7 +120,9 @@ def spiral(steps, lock, seeds=(0,), lr=1e-2, sweep=False):
     truth = true_field_nfe(data)
     print(f"spiral: the true field costs {truth} NFE at tol 1e-7", flush=True)
     for seed in seeds:
-        rows.append({"method": "true field", "seed": seed, "mse": 0.0, "nfe": truth, "train_s": 0.0})
+        rows.append(
+            {"method": "true field", "seed": seed, "mse": 0.0, "nfe": truth, "train_s": 0.0}
+        )
         for m in spiral_methods(steps, sweep):
             with lock():
                 r = so.train_spiral(m, seed=seed, steps=steps, lr=lr, data=data)
