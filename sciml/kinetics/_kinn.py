@@ -151,7 +151,7 @@ class KINN(AbstractEstimator):
       `(1 - phi(u)) z0 + phi(u) simplex(net(u))` with `phi(u) = 1 - exp(-onset u)`,
       gas `x0 + u net(u)`. The stick-breaking map alone is stationary on the simplex's
       faces, so a coverage growing linearly from an empty surface needs a sqrt-shaped
-      network; on `da` SQ this change cut the MAE of ln k from 0.27 to 0.13 (desorption)
+      network; on `da` SQ this change cut the MAE of ln k (group d) from 0.27 to 0.13
       at equal cost. `onset` must exceed the fastest initial rate of change of the
       fractions in units of `u`; 0 falls back to a soft initial-state penalty only.
     - `time_warp`: the networks see `u = log(1 + w t / T) / log(1 + w)` with `w =
