@@ -104,7 +104,8 @@ def fisher_kpp_rows(seed, quick):
         "Fisher-KPP: u_t = D u_xx + hidden 2 u (1 - u), sparse sensors, 1 % noise "
         f"(seed {seed}; targets: u rel L2 < 3e-2, a and -b within 10 % of 2)",
         "",
-        "| u rel L2 | discovered | a err | -b err | exact support | refit | refit u rel L2 | wall |",
+        "| u rel L2 | discovered | a err | -b err | exact support | refit | refit u rel L2 "
+        "| wall |",
         "|---|---|---|---|---|---|---|---|",
         f"| {m['u_rel_l2']:.1e} | {m['discovered']} | {100 * m['a_rel_error']:.1f} % | "
         f"{100 * m['b_rel_error']:.1f} % | {'yes' if m['support_exact'] else 'no'} | "

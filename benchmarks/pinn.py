@@ -305,7 +305,11 @@ def main(argv=None) -> int:
         s = burgers_speed(args.seed, args.speed_steps)
         print("burgers speed:", s, flush=True)
         rows += [
-            ("Burgers steps/s, u_x, u_xx, u_t by forward-mode jvp", f"{s['jvp_steps_per_s']:.0f}", ""),
+            (
+                "Burgers steps/s, u_x, u_xx, u_t by forward-mode jvp",
+                f"{s['jvp_steps_per_s']:.0f}",
+                "",
+            ),
             ("Burgers steps/s, u_xx by jax.hessian", f"{s['hessian_steps_per_s']:.0f}", ""),
             ("ratio jvp / hessian (same run)", f"{s['jvp_over_hessian']:.2f}x", ""),
         ]

@@ -17,13 +17,13 @@ from ._esmda import (
     inflation_factors as inflation_factors,
 )
 from ._methods import (
+    ESMDA as ESMDA,
     AbstractEnsembleMethod as AbstractEnsembleMethod,
     EnKF as EnKF,
     EnsembleState as EnsembleState,
-    ESMDA as ESMDA,
+    Prediction as Prediction,
     member as member,
     predict as predict,
-    Prediction as Prediction,
     sample as sample,
     size as size,
 )

@@ -82,7 +82,9 @@ class AbstractEnsembleMethod(eqx.Module):
 
 def _check_alphas(alphas, where):
     if isinstance(alphas, bool):
-        raise TypeError(f"{where}: `alphas` must be an int or a sequence of floats, got {alphas!r}.")
+        raise TypeError(
+            f"{where}: `alphas` must be an int or a sequence of floats, got {alphas!r}."
+        )
     if isinstance(alphas, int | np.integer):
         if alphas < 1:
             raise ValueError(f"{where}: `alphas` as an int must be >= 1, got {alphas}.")
@@ -147,8 +149,8 @@ class ESMDA(AbstractEnsembleMethod):
             raise ValueError(
                 f"sciml.fit: {where} = {steps} is not a multiple of the {len(self.alphas)} "
                 f"ES-MDA inflation factors {self.alphas}: each pass of ES-MDA takes "
-                f"len(alphas) steps. Use steps={len(self.alphas) * max(1, steps // len(self.alphas))}"
-                " or change `alphas`."
+                f"len(alphas) steps. Use steps="
+                f"{len(self.alphas) * max(1, steps // len(self.alphas))} or change `alphas`."
             )
 
 

@@ -137,7 +137,8 @@ def plot(result: dict, path, title: str) -> None:
     ax.plot(c["x"], c["truth"], "k-", lw=1, label="truth")
     for name, colour in (("ES-MDA", "C0"), ("EnKF", "C1"), ("Adam", "C2")):
         mean, std = c[name]
-        ax.plot(c["x"], mean, color=colour, lw=1.5, label=f"{name} (RMSE {result[name]['rmse']:.3f})")
+        label = f"{name} (RMSE {result[name]['rmse']:.3f})"
+        ax.plot(c["x"], mean, color=colour, lw=1.5, label=label)
         if std is not None:
             ax.fill_between(c["x"], mean - 2 * std, mean + 2 * std, color=colour, alpha=0.2)
     ax.set_title(title)

@@ -4,11 +4,11 @@ terms and their balancing, and conditional eigen-PINNs for families of eigenprob
 
 from ._derivatives import (
     derivative as derivative,
+    derivatives_along as derivatives_along,
+    directional_derivatives as directional_derivatives,
     gradient as gradient,
     hessian as hessian,
     laplacian as laplacian,
-    derivatives_along as derivatives_along,
-    directional_derivatives as directional_derivatives,
     second_derivative as second_derivative,
     value_and_gradient as value_and_gradient,
     value_grad_and_second as value_grad_and_second,
