@@ -7,7 +7,7 @@ reported std) and wall time on this machine, next to the paper's figures.
 
     python benchmarks/kinetics.py [--mechanisms g da dc dcs] [--estimators direct esmda kinn]
                                   [--kinn-steps 3000] [--kinn-alphas 1 10 ...]
-                                  [--kinn-lm-steps 300]
+                                  [--kinn-lm-steps 300] [--kinn-seeds 1]
                                   [--markdown benchmarks/kinetics.md]
 """
 
@@ -37,6 +37,10 @@ def main(argv=None):
         "--kinn-lm-steps", type=int, default=None,
         help="KINN's Levenberg-Marquardt steps (default: KINN's own, 300; 0 = Adam + L-BFGS only)",
     )
+    p.add_argument(
+        "--kinn-seeds", type=int, default=1,
+        help="KINN fits per cell from different network seeds (mean and spread)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markdown", default=None)
     args = p.parse_args(argv)
@@ -47,6 +51,7 @@ def main(argv=None):
             steps_per_stage=args.kinn_steps,
             **({} if args.kinn_alphas is None else {"alphas": tuple(args.kinn_alphas)}),
             **({} if args.kinn_lm_steps is None else {"lm_steps": args.kinn_lm_steps}),
+            n_seeds=args.kinn_seeds,
         ),
     }
     rows = []

@@ -57,9 +57,14 @@ def test_esmda_g_noisy_covers_truth():
 
 def test_kinn_g_clean():
     mech, obs, true = kin.synthetic_observations("g", "Q")
-    est = kin.KINN(width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100).estimate(
+    est = kin.KINN(width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, n_seeds=2).estimate(
         mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7])
     )
+    # Two seeds: the estimate is their mean, its variance at least their spread.
+    seeds = est.diagnostics["seed_log_k"]
+    assert seeds.shape == (2, 2)
+    np.testing.assert_allclose(est.log_k, seeds.mean(0), rtol=0, atol=1e-12)
+    assert np.all(est.log_std**2 >= seeds.var(0, ddof=1))
     # The surrogate is a fitted network, not an exact solve: 1e-2 in ln k is the issue's
     # acceptance level for a recovered constant set on clean data; the Levenberg-Marquardt
     # polish gets well below it (errors ~1e-4 here).
@@ -73,6 +78,8 @@ def test_kinn_rejects_bad_options():
         kin.KINN(lm_steps=-1)
     with pytest.raises(ValueError, match="prior_std"):
         kin.KINN(prior_std=0.0)
+    with pytest.raises(ValueError, match="n_seeds"):
+        kin.KINN(n_seeds=0)
 
 
 def test_observation_errors():
