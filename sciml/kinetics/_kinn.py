@@ -160,9 +160,9 @@ class KINN(AbstractEstimator):
     - `n_seeds`: fits from this many network initialisations (seeds); the estimate is
       their mean and the covariance the mean Laplace covariance plus the seeds' spread.
       The Laplace covariance alone is far too confident where the surface states are
-      unobserved (gas-only data on dc and dcs: 14-40 % of the errors inside 2 std),
-      because different seeds settle in different optima; the seeds' spread shows it.
-      Costs `n_seeds` fits.
+      unobserved (gas-only data on dc and dcs: 40 % and 14 % of the errors inside 2
+      std), because different seeds settle in different optima; with 4 seeds, 90 % and
+      93 % (benchmarks/RESULTS.md). Costs `n_seeds` fits.
     - `n_collocation`: extra uniformly spaced physics points per experiment (the
       observation times are always used).
     - `rcond`: eigenvalue floor of the Gauss-Newton matrix (relative), see
