@@ -31,7 +31,7 @@ def main(argv=None):
     p.add_argument("--kinn-steps", type=int, default=3000)
     p.add_argument(
         "--kinn-alphas", type=float, nargs="+", default=None,
-        help="data weights of KINN's Adam stages (default: KINN's own, 1 to 1000)",
+        help="KINN's Adam-stage data weights (default: 1 to 1000; to 100 on noisy data)",
     )
     p.add_argument(
         "--kinn-lm-steps", type=int, default=None,
