@@ -147,3 +147,15 @@ def test_levenberg_marquardt_rosenbrock_and_linear():
     b = np.asarray(jax.random.normal(jax.random.key(2), (40,)))
     x, _ = levenberg_marquardt(lambda x: jnp.asarray(a) @ x - b, jnp.zeros(6), max_steps=100)
     np.testing.assert_allclose(x, np.linalg.lstsq(a, b, rcond=None)[0], rtol=0, atol=1e-9)
+
+
+def test_kinn_residual_vector_sums_to_the_loss():
+    # The Gauss-Newton residual vector (per-experiment rows, used by the LM stage and the
+    # Laplace covariance) against the loss as `fit` trains it (whole-batch path).
+    from sciml.kinetics._kinn import _loss_terms, _residual_vector
+
+    mech, obs, true = kin.synthetic_observations("dc", "SQ+n", key=jax.random.key(0))
+    model = kin.KINN().init(mech, obs, key=jax.random.key(1), init_log_k=true)
+    r = _residual_vector(model, obs, obs.t, 100.0)
+    j_m, j_d = _loss_terms(model, {"t_col": obs.t}, obs)
+    np.testing.assert_allclose(float(r @ r), float(j_m + 100.0 * j_d), rtol=1e-12)

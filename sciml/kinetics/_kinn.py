@@ -520,18 +520,16 @@ class KINN(AbstractEstimator):
 
 def _residual_vector(model, observations, t_col, alpha):
     """The loss as a residual vector: `|r|^2 = J_m + alpha J_d` (Gauss-Newton form)."""
-    r_m = model.residual(t_col).ravel()
-    x = model.trajectories(observations.t)
-    pred = observations.observe(x, model.log_scale)
-    r_d = (pred - observations.values).ravel()[jnp.asarray(observations.flat_index())]
-    r_ic = (x[:, 0, :] - observations.x0).ravel()
-    return jnp.concatenate(
-        [
-            r_m / jnp.sqrt(r_m.shape[0]),
-            jnp.sqrt(alpha / r_d.shape[0]) * r_d,
-            jnp.sqrt(alpha / r_ic.shape[0]) * r_ic,
-        ]
-    )
+    counts = _row_counts(observations, t_col)
+    rows = []
+    for e in range(observations.t.shape[0]):
+        net = jax.tree.map(lambda x: x[e] if eqx.is_array(x) else x, model.nets)
+        rows.append(
+            _experiment_rows(
+                model, e, net, model.log_k, model.log_scale, observations, t_col, alpha, counts
+            )
+        )
+    return jnp.concatenate(rows)
 
 
 def _residual_variance(r, p):
@@ -548,7 +546,9 @@ def _row_counts(observations, t_col):
 
 
 def _experiment_rows(model, e, net, log_k, log_scale, observations, t_col, alpha, counts):
-    """Experiment `e`'s rows of `_residual_vector` (same weights), from its network alone."""
+    """Experiment `e`'s rows of the loss as a residual vector, from its network alone:
+    physics, data and initial state, weighted so that the squares sum to its share of
+    `J_m + alpha J_d`."""
     n_m, n_d, n_ic = counts
 
     def phys(ti):
