@@ -130,7 +130,7 @@ class Observations(eqx.Module):
             full = jnp.where(
                 jnp.asarray(self.unknown_scale), log_scale[jnp.asarray(np.maximum(pos, 0))], 0.0
             )
-            y = y * jnp.exp(-full)
+            y = y * jnp.exp(-full).reshape((1,) * (y.ndim - 1) + (-1,))
         return y
 
     def flat_index(self) -> np.ndarray:
