@@ -17,10 +17,12 @@ the best round of each variant (interference from other processes only ever slow
 run, so the best round is the least disturbed one: timeit's convention) and the
 ratios are also given for the medians and as the median of each round's own ratio
 (paired: the variants of a round run back to back). Every round builds fresh functions, so
-every round pays compilation.
+every round pays compilation. Last, the steady state of `fit` and of the scan loop is
+timed in `--pairs` alternated pairs of already compiled runs, seconds apart: the
+median of their ratios is the overhead with the machine's drift paired out.
 
     python benchmarks/fit_overhead.py              # 5000 steps, 5 rounds
-    python benchmarks/fit_overhead.py --quick      # 1000 steps, 1 round
+    python benchmarks/fit_overhead.py --quick      # 1000 steps, 1 round, 2 pairs
 """
 
 from __future__ import annotations
@@ -115,7 +117,10 @@ def run_loop(model, batch, loss, steps):
                 loss=float(value))
 
 
-def run_scan(model, batch, loss, steps, chunk=500):
+def scan_runner(model, batch, loss, chunk=500):
+    """`(params, opt_state, run_chunk)` of the `lax.scan` loop: `run_chunk` runs `chunk`
+    Adam steps in one `jax.jit` (the batch is closed over, so it is baked into the
+    executable as constants, as a hand-written script would have it)."""
     opt = optax.adam(1e-3)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     key = jax.random.key(0)
@@ -135,10 +140,14 @@ def run_scan(model, batch, loss, steps, chunk=500):
         (params, opt_state), values = jax.lax.scan(one, (params, opt_state), None, length=chunk)
         return params, opt_state, values[-1]
 
+    return params, opt.init(params), run_chunk
+
+
+def run_scan(model, batch, loss, steps, chunk=500):
     if steps % chunk:
         raise ValueError(f"--steps must be a multiple of the scan chunk {chunk}")
     t0 = time.perf_counter()
-    opt_state = opt.init(params)
+    params, opt_state, run_chunk = scan_runner(model, batch, loss, chunk)
     params, opt_state, value = run_chunk(params, opt_state, batch)
     jax.block_until_ready(params)
     t1 = time.perf_counter()
@@ -148,6 +157,36 @@ def run_scan(model, batch, loss, steps, chunk=500):
     t2 = time.perf_counter()
     return dict(compile=t1 - t0 - (t2 - t1) / max(steps // chunk - 1, 1),
                 steady=(steps - chunk) / (t2 - t1), total=t2 - t0, loss=float(value))
+
+
+def alternate_steady(model, batch, loss, steps, pairs, chunk=500):
+    """Steady-state steps/s of `fit` and of the scan loop, alternated `pairs` times in
+    one process after both are compiled (a second `fit` call with the same shapes reuses
+    its executable). The machine's speed drifts by 20 % over minutes; the two runs of a
+    pair are seconds apart, so the median of the paired ratios is the overhead itself.
+
+    **Returns:** the list of `(fit steps/s, scan steps/s)` pairs.
+    """
+    params, opt_state, run_chunk = scan_runner(model, batch, loss, chunk)
+    jax.block_until_ready(run_chunk(params, opt_state, batch))
+    opt = optax.adam(1e-3)
+
+    def fit_rate():
+        result = sciml.fit(model, loss, opt, steps=steps, key=jax.random.key(0), data=batch,
+                           progress=False)
+        return result.timings["steps_per_second"]
+
+    fit_rate()  # compiles
+    out = []
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        p, s = params, opt_state
+        for _ in range(max(steps // chunk, 1)):
+            p, s, _ = run_chunk(p, s, batch)
+        jax.block_until_ready(p)
+        scan = max(steps // chunk, 1) * chunk / (time.perf_counter() - t0)
+        out.append((fit_rate(), scan))
+    return out
 
 
 def run_fit(model, batch, loss, steps):
@@ -169,16 +208,18 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="1000 steps, 1 round")
     p.add_argument("--only", choices=["tiny", "burgers"], default=None)
+    p.add_argument("--pairs", type=int, default=10,
+                   help="alternated steady-state pairs of fit and scan (0 to skip)")
     args = p.parse_args()
     if args.quick:
-        args.steps, args.rounds = 1000, 1
+        args.steps, args.rounds, args.pairs = 1000, 1, min(args.pairs, 2)
 
     workloads = {"tiny MLP regression": tiny_mlp_workload, "Burgers PINN": burgers_workload}
     if args.only:
         workloads = {k: v for k, v in workloads.items() if args.only.lower() in k.lower()}
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {args.steps} Adam steps, "
           f"{args.rounds} interleaved round(s), best round shown\n")
-    rows = []
+    rows, alternated = [], []
     for wname, build in workloads.items():
         model, batch, make_loss = build(jax.random.key(1))
         results = {v: [] for v in VARIANTS}
@@ -208,6 +249,20 @@ def main():
         rows.append((wname, "fit / best hand-written (median of paired rounds)", None,
                      statistics.median(p[0] for p in paired),
                      statistics.median(p[1] for p in paired), None))
+        if args.pairs:
+            # About 4 s per run at the scan loop's speed (fit's chunks ramp up over the first
+            # second), a whole number of the scan's chunks.
+            n_alt = max(500, int(best["scan"]["steady"] * 4) // 500 * 500)
+            alt = alternate_steady(model, batch, make_loss(), n_alt, args.pairs)
+            ratios = sorted(f / s for f, s in alt)
+            q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+            alternated.append(
+                f"{wname}: fit / scan steady steps/s over {len(alt)} alternated pairs of "
+                f"{n_alt} steps: median "
+                f"**{statistics.median(ratios):.3f}x** (quartiles {q1:.3f}-{q3:.3f}; fit "
+                f"{statistics.median(f for f, _ in alt):,.0f}, scan "
+                f"{statistics.median(s for _, s in alt):,.0f} steps/s, medians)"
+            )
 
     head = ("| workload | variant | compile (s) | steady steps/s | time to result (s) | "
             "final loss |")
@@ -219,6 +274,8 @@ def main():
                   f"**{t:.2f}x** (target <= 1.1) | |")
         else:
             print(f"| {w} | {v} | {c:.2f} | {s:,.0f} | {t:.2f} | {loss:.3e} |")
+    for line in alternated:
+        print(f"\n{line}")
 
 
 if __name__ == "__main__":
