@@ -217,7 +217,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--quick", action="store_true", help="1000 steps, 1 round")
+    p.add_argument("--quick", action="store_true", help="1000 steps, 1 round, 2 pairs")
     p.add_argument("--only", choices=["tiny", "burgers"], default=None)
     p.add_argument("--pairs", type=int, default=10,
                    help="alternated steady-state pairs of fit and scan (0 to skip)")
