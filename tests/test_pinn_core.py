@@ -372,6 +372,48 @@ def test_directional_derivatives_match_the_hessian(name):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["mlp tanh", "mlp gelu, factorised, softplus output",
+                                  "output transform"])
+def test_directional_derivatives_under_vmap(name):
+    # The layer rules keep the batch axis where vmap's dot_general puts it (a layout
+    # choice); the numbers must not depend on it. Truth: vmapped jax.hessian/grad, with
+    # per-point directions (batched, like boundary normals) and constant ones, and
+    # per-point parameter gradients (vmap of grad) against the Hessian form.
+    f = _networks(jax.random.key(0))[name]
+    rng = np.random.default_rng(2)
+    xs, vs, ws = (jnp.asarray(rng.normal(size=(7, 3))) for _ in range(3))
+    w0 = jnp.asarray([0.3, -1.0, 0.5])
+
+    @eqx.filter_jit
+    def run(f):
+        ours = jax.vmap(lambda x, v, w: P.directional_derivatives(f, x, v, (w, w0)))(xs, vs, ws)
+
+        def truth(x, v, w):
+            g, H = jax.grad(f)(x), jax.hessian(f)(x)
+            return f(x), v @ g, v @ H @ v, (w @ g, w0 @ g)
+
+        def grads(x, v, w):
+            def r(m, rule):
+                if rule:
+                    _, first, second, (uw, _) = P.directional_derivatives(m, x, v, (w, w0))
+                else:
+                    g = jax.grad(m)(x)
+                    first, second, uw = v @ g, v @ jax.hessian(m)(x) @ v, w @ g
+                return second + first * uw
+
+            return (eqx.filter_grad(lambda m: r(m, True))(f),
+                    eqx.filter_grad(lambda m: r(m, False))(f))
+
+        return ours, jax.vmap(truth)(xs, vs, ws), jax.vmap(grads)(xs, vs, ws)
+
+    ours, truth, (ga, gb) = run(f)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(truth)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+        assert a.shape[0] == 7
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_directional_derivatives_scalar_point_and_bad_input(getkey):
     net = sciml.nn.MLP("scalar", "scalar", 8, 2, activation=jnp.tanh, key=getkey())
     xs = jnp.linspace(-1.0, 1.0, 5)
