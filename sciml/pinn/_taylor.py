@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..nn import MLP, Linear, OutputTransform
-from ..nn._layers import _identity
+from ..nn._layers import _identity, batched_column
 
 
 # A series: (value, D_v, D_v^2, D_ws) with D_ws stacked on a leading axis (one row per w).
@@ -87,16 +87,6 @@ def _generic2(g, xs, ns):
 # (benchmarks/pinn.py, RESULTS.md). The values are the same either way (tested).
 
 
-def _ones_row(h):
-    """A length-1 array of ones, batched like `h` (no-op outside vmap)."""
-    return h[:1] * 0 + 1
-
-
-def _as_column(a, ones):
-    """`a` (shape (m,), typically unbatched) laid out like a layer output."""
-    return a[:, None] @ ones
-
-
 def _batched_like(a, h):
     """`a` made batched like `h` (a constant direction becomes one row per point)."""
     return a + 0 * h
@@ -117,14 +107,14 @@ def _activation(s, series):
     return a, d1 * zv, d1 * zvv + d2 * zv * zv, [d1 * t for t in zw]
 
 
-def _linear(layer: Linear, series, ones):
+def _linear(layer: Linear, series):
     h, hv, hvv, hw = series
     w = layer.weight
     if layer.log_scale is not None:
         w = jnp.exp(layer.log_scale)[:, None] * w
     z, zv, zvv, zw = w @ h, w @ hv, w @ hvv, [w @ t for t in hw]
     if layer.bias is not None:
-        z = z + _as_column(layer.bias, ones)
+        z = z + batched_column(layer.bias, h)
     return z, zv, zvv, zw
 
 
@@ -132,7 +122,6 @@ def _mlp(m: MLP, series):
     h, hv, hvv, hw = series
     if m.layers[0].in_size == "scalar":
         h, hv, hvv, hw = h.reshape(1), hv.reshape(1), hvv.reshape(1), hw.reshape(-1, 1)
-    ones = _ones_row(h)
     # One list entry per extra direction, each batched like the point.
     series = (
         h,
@@ -141,8 +130,8 @@ def _mlp(m: MLP, series):
         [_batched_like(hw[k], h) for k in range(hw.shape[0])],
     )
     for layer in m.layers[:-1]:
-        series = _activation(m.activation, _linear(layer, series, ones))
-    series = _linear(m.layers[-1], series, ones)
+        series = _activation(m.activation, _linear(layer, series))
+    series = _linear(m.layers[-1], series)
     if m.final_activation is not _identity:
         series = _activation(m.final_activation, series)
     z, zv, zvv, zw = series
