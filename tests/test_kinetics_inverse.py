@@ -27,16 +27,22 @@ def test_direct_fit_recovers_clean_g():
     assert est.correlation.shape == (2, 2)
 
 
-def test_direct_fit_flags_unidentifiable_constant():
-    # C -> D never touches the observed species A, B: its constant cannot be identified.
+def _unobserved_second_reaction(n_times):
+    """A <=> B observed, C -> D not: the data say nothing about k2."""
     mech = kin.Mechanism.from_text("A <=> B ; k1f, k1b\nC -> D ; k2\n")
     true = np.log(np.array([3.0, 1.0, 2.0]))
     x0 = np.array([[1.0, 0.0, 1.0, 0.0], [0.2, 0.6, 1.0, 0.0]])
-    ts = np.linspace(0.0, 2.0, 30)
+    ts = np.linspace(0.0, 2.0, n_times)
     ys = jax.vmap(lambda x: kin.simulate(mech, jnp.asarray(true), x, jnp.asarray(ts)))(
         jnp.asarray(x0)
     )
     obs = kin.Observations.make(mech, ts, np.asarray(ys)[..., :2], x0, species=["A", "B"])
+    return mech, obs, true
+
+
+def test_direct_fit_flags_unidentifiable_constant():
+    # C -> D never touches the observed species A, B: its constant cannot be identified.
+    mech, obs, true = _unobserved_second_reaction(30)
     est = kin.DirectFit().estimate(mech, obs, init_log_k=true + 0.5)
     np.testing.assert_allclose(est.log_k[:2], true[:2], rtol=0, atol=1e-2)
     assert est.log_std[2] > 10  # "unknown", not a confident wrong number
@@ -71,6 +77,29 @@ def test_kinn_g_clean():
     np.testing.assert_allclose(est.log_k, true, rtol=0, atol=2e-3)
     assert np.all(np.isfinite(est.log_std))
     assert est.diagnostics["lm_loss_after"] < 0.1 * est.diagnostics["lm_loss_before"]
+    # The mechanism check: the data RMSE of the ODE solved at the surrogate's constants,
+    # recomputed here through `simulate` (its default stiff solver).
+    ys = jax.vmap(lambda x, t: kin.simulate(mech, jnp.asarray(est.log_k), x, t))(obs.x0, obs.t)
+    mask = np.asarray(obs.mask)
+    pred = np.asarray(obs.observe(ys, jnp.asarray(est.log_scale)))
+    ode_rmse = np.sqrt(np.mean((pred - np.asarray(obs.values))[mask] ** 2))
+    np.testing.assert_allclose(est.diagnostics["ode_data_rmse"], ode_rmse, rtol=1e-3, atol=1e-9)
+    assert est.diagnostics["ode_data_rmse"] < 1e-3
+
+
+def test_kinn_polish_by_the_mechanism_flags_an_unidentifiable_constant():
+    # C -> D never touches the observed species A, B: the data say nothing about k2.
+    # `polish=True` refines the surrogate's constants by the ODE-constrained fit, whose
+    # Gauss-Newton covariance declares k2 unknown and pins k1f, k1b.
+    mech, obs, true = _unobserved_second_reaction(20)
+    est = kin.KINN(width=8, steps_per_stage=200, lbfgs_steps=0, lm_steps=60, polish=True).estimate(
+        mech, obs, key=jax.random.key(0), init_log_k=true + 0.3
+    )
+    assert est.method == "kinn+ode"
+    np.testing.assert_allclose(est.log_k[:2], true[:2], rtol=0, atol=1e-4)
+    assert est.log_std[2] > 10
+    assert est.diagnostics["surrogate_log_k"].shape == (3,)
+    assert np.isfinite(est.diagnostics["ode_data_rmse"])
 
 
 def test_kinn_rejects_bad_options():

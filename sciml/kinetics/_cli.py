@@ -372,6 +372,21 @@ def _report(path, args, mech, est, wall):
         f"species {', '.join(mech.species)})",
         f"- data: `{args.data}`; initial states: `{args.initial}`; seed {args.seed}",
         f"- wall time: {wall:.1f} s; data RMSE: {est.diagnostics['data_rmse']:.4g}",
+    ]
+    if "ode_data_rmse" in est.diagnostics:
+        ode, own = est.diagnostics["ode_data_rmse"], est.diagnostics["surrogate_data_rmse"]
+        lines.append(
+            f"- mechanism check: the ODE solved at the surrogate's constants fits the data to "
+            f"RMSE {ode:.4g} (the surrogate itself: {own:.4g})"
+            + (
+                "; the networks fit the data with trajectories the mechanism does not "
+                "produce at these constants: treat them with care and compare `--method "
+                "direct` and `--method esmda`"
+                if ode > 3 * max(own, 1e-12) and ode > 1e-3
+                else ""
+            )
+        )
+    lines += [
         "",
         "| constant | k | ln k | std of ln k |",
         "|---|---|---|---|",
