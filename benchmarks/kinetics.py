@@ -72,11 +72,12 @@ def main(argv=None):
         for scen in scenarios:
             for method in args.estimators:
                 m = run_case(name, scen, makers[method](), seed=args.seed)
+                label = "kinn+ode" if method == "kinn" and args.kinn_polish else method
                 groups = ", ".join(f"{k[4:]} {v:.3g}" for k, v in m.items() if k.startswith("mae_"))
                 paper = m["paper"]
                 paper_txt = ", ".join(f"{k} {v:.3g}" for k, v in paper.items()) if paper else "-"
                 row = (
-                    f"| {name} | {scen} | {method} | {groups} | {m.get('rho', float('nan')):.3f} | "
+                    f"| {name} | {scen} | {label} | {groups} | {m.get('rho', float('nan')):.3f} | "
                     f"{m['covered']:.2f} | {m['max_log_std']:.3g} | {m['data_rmse']:.3g} | "
                     f"{m.get('ode_data_rmse', float('nan')):.3g} | {m['wall_time_s']:.1f} | "
                     f"{paper_txt} |"
