@@ -56,6 +56,15 @@ def test_simulate_matches_scipy(files):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-7)
 
 
+def _fit_args(files, *options):
+    """`sciml kinetics fit` on the fixture's files, output to `files / "out"`."""
+    return (
+        "fit",
+        *("--mechanism", files / "M.txt", "--data", files / "D.csv"),
+        *("--initial", files / "I.csv", *options, "--out", files / "out"),
+    )
+
+
 def test_fit_direct_recovers_constants(files):
     _run(
         "simulate",
@@ -81,19 +90,7 @@ def test_fit_direct_recovers_constants(files):
         for i, r in enumerate(rows):
             w.writerow([r["experiment"], r["t"], r["A"], "" if i == 5 else r["B"]])
     out = files / "out"
-    rc = _run(
-        "fit",
-        "--mechanism",
-        files / "M.txt",
-        "--data",
-        files / "D.csv",
-        "--initial",
-        files / "I.csv",
-        "--method",
-        "direct",
-        "--out",
-        out,
-    )
+    rc = _run(*_fit_args(files, "--method", "direct"))
     assert rc == 0
     est = json.loads((out / "estimates.json").read_text())
     assert set(est) == set(RATES)
@@ -143,17 +140,7 @@ def test_fit_direct_recovers_constants(files):
 def test_fit_bad_files(files, capsys, which, content, message):
     (files / "D.csv").write_text("experiment,t,A\nrun1,0.1,0.5\n")
     (files / which).write_text(content)
-    rc = _run(
-        "fit",
-        "--mechanism",
-        files / "M.txt",
-        "--data",
-        files / "D.csv",
-        "--initial",
-        files / "I.csv",
-        "--out",
-        files / "out",
-    )
+    rc = _run(*_fit_args(files))
     assert rc == 2
     err = capsys.readouterr().err
     assert message in err
@@ -211,3 +198,11 @@ def test_simulate_bad_rates(files, capsys):
             files / "S.csv",
         )
     assert info.value.code == 2
+
+
+def test_fit_polish_needs_kinn(files, capsys):
+    (files / "D.csv").write_text("experiment,t,A\nrun1,0.1,0.5\n")
+    rc = _run(*_fit_args(files, "--method", "esmda", "--polish"))
+    assert rc == 2
+    assert "--polish refines a KINN surrogate fit" in capsys.readouterr().err
+    assert not (files / "out").exists()

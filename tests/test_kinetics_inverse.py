@@ -49,6 +49,27 @@ def test_direct_fit_flags_unidentifiable_constant():
     assert est.log_std[0] < 1e-2
 
 
+def test_cramer_rao_matches_the_closed_form_fisher_information():
+    # A -> B with A observed: dA/d ln k = -k t A0 exp(-k t), so the Fisher information of
+    # ln k is sum_t (k t A0 exp(-k t))^2 / sigma^2. The unobserved, uncoupled C -> D
+    # gets the "unknown" std 100.
+    mech = kin.Mechanism.from_text("A -> B ; k1\nC -> D ; k2\n")
+    k, a0, sigma = 1.7, 0.8, 0.02
+    ts = np.linspace(0.0, 3.0, 25)
+    x0 = np.array([[a0, 0.0, 1.0, 0.0]])
+    obs = kin.Observations.make(mech, ts, np.zeros((1, 25, 1)), x0, species=["A"])
+    cov = kin.cramer_rao(mech, obs, np.log([k, 0.5]), noise_std=sigma)
+    info = np.sum((k * ts * a0 * np.exp(-k * ts)) ** 2) / sigma**2
+    np.testing.assert_allclose(cov[0, 0], 1.0 / info, rtol=1e-6)
+    assert np.sqrt(cov[1, 1]) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="noise_std"):
+        kin.cramer_rao(mech, obs, np.log([k, 0.5]))
+    with pytest.raises(ValueError, match="log_k"):
+        kin.cramer_rao(mech, obs, np.log([k]), noise_std=sigma)
+    with pytest.raises(ValueError, match="noise-free"):
+        kin.information_floor("g", "Q")
+
+
 def test_esmda_g_noisy_covers_truth():
     mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
     est = kin.ESMDA(n_members=100).estimate(
@@ -100,6 +121,12 @@ def test_kinn_polish_by_the_mechanism_flags_an_unidentifiable_constant():
     assert est.log_std[2] > 10
     assert est.diagnostics["surrogate_log_k"].shape == (3,)
     assert np.isfinite(est.diagnostics["ode_data_rmse"])
+    # Polished from the surrogate's estimate and from the first guess; the kept fit is
+    # the one with the smallest data misfit.
+    starts = est.diagnostics["polish_starts"]
+    assert set(starts) == {"surrogate", "first guess"}
+    assert starts[est.diagnostics["polish_start"]] == min(starts.values())
+    assert est.diagnostics["data_rmse"] == min(starts.values())
 
 
 def test_kinn_rejects_bad_options():

@@ -8,6 +8,7 @@ from ._benchmarks import (
     BENCHMARKS as BENCHMARKS,
     SCENARIOS as SCENARIOS,
     Benchmark as Benchmark,
+    information_floor as information_floor,
     paper_times as paper_times,
     score as score,
     synthetic_observations as synthetic_observations,
@@ -17,6 +18,7 @@ from ._estimators import (
     ESMDA as ESMDA,
     AbstractEstimator as AbstractEstimator,
     DirectFit as DirectFit,
+    cramer_rao as cramer_rao,
     estimate as estimate,
 )
 from ._kinn import KINN as KINN, KINNSurrogate as KINNSurrogate, simplex as simplex

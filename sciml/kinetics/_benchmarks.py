@@ -222,6 +222,36 @@ def synthetic_observations(
     return mech, obs, log_k
 
 
+def information_floor(name: str, scenario: str, *, noise: float = 0.025) -> dict:
+    """The Cramér-Rao floor of a noisy benchmark cell: by reaction group, the mean
+    absolute error in ln k that an efficient unbiased estimator makes on average,
+    `sqrt(2 / pi) * std` with std from `cramer_rao` at the true constants and scales.
+    A published error far below it was luck or a different data set."""
+    import jax
+
+    from ._estimators import cramer_rao
+    from ._simulate import simulate
+
+    if not scenario.endswith("+n"):
+        raise ValueError(
+            f"information_floor: scenario {scenario!r} is noise-free (the floor is 0); pass a "
+            "noisy one ('Q+n' or 'SQ+n')."
+        )
+    mech, obs, log_k = synthetic_observations(name, scenario, key=jax.random.key(0), noise=noise)
+    log_scale = np.zeros(obs.n_scales)
+    if obs.n_scales:
+        # The data's scales: each surface column was divided by its clean std.
+        x0 = np.asarray(obs.x0)
+        t = np.asarray(obs.t)
+        states = np.stack([np.asarray(simulate(mech, log_k, x0[e], t[e])) for e in range(len(x0))])
+        cols = [j for j, u in zip(obs.species, obs.unknown_scale) if u]
+        log_scale = np.log([states[..., j].std() for j in cols])
+    std = np.sqrt(np.diag(cramer_rao(mech, obs, log_k, log_scale)))[: mech.n_reactions]
+    groups = np.asarray(mech.groups)
+    mean_abs = np.sqrt(2.0 / np.pi) * std
+    return {g: float(mean_abs[groups == g].mean()) for g in dict.fromkeys(mech.groups)}
+
+
 def score(estimate, true_log_k, mechanism: Mechanism) -> dict:
     """Table-5 figures of an estimate: MAE of ln k per reaction group, overall MAE, the
     Pearson correlation `rho` of fitted against true ln k, and how honest the reported

@@ -419,3 +419,73 @@ def estimate(mechanism, observations, estimator=None, *, key, init_log_k=None) -
             f"sciml.kinetics.KINN(), DirectFit() or ESMDA(); got {estimator!r}."
         )
     return estimator.estimate(mechanism, observations, key=key, init_log_k=init_log_k)
+
+
+def cramer_rao(
+    mechanism: Mechanism,
+    observations: Observations,
+    log_k,
+    log_scale=None,
+    *,
+    noise_std: float | None = None,
+    solver=None,
+    stepsize_controller=None,
+) -> np.ndarray:
+    """The information floor: the inverse Fisher information of (ln k, ln scales).
+
+    With independent Gaussian noise of std `sigma` on every observed value, the Fisher
+    information at the true parameters is `J^T J / sigma^2`, `J` the derivative of the
+    predicted observations; its inverse bounds the covariance of every unbiased
+    estimator (Cramér-Rao). An efficient estimator's absolute error in one ln k is then
+    about `sqrt(2 / pi) * std` on average: the MAE no method can beat by more than luck.
+    Directions the data leave flat get std 100 (see `gauss_newton_covariance`).
+
+    **Arguments:**
+
+    - `mechanism`, `observations`: the problem (the observed values are not used, only
+      the design: times, species, initial states, unknown scales).
+    - `log_k`: the true ln k, shape `(n_reactions,)`.
+    - `log_scale`: the true ln scales of the semi-quantitative columns (default 0).
+    - `noise_std`: sigma (default: `observations.noise_std`).
+    - `solver`: the diffrax solver (default `Tsit5()`, as `DirectFit`).
+    - `stepsize_controller`: ODE tolerances (default PID rtol 1e-9, atol 1e-11).
+
+    **Returns:**
+
+    The covariance matrix, `(n_reactions + n_scales)` square.
+    """
+    sigma = observations.noise_std if noise_std is None else noise_std
+    if sigma is None or not float(sigma) > 0:
+        raise ValueError(
+            "cramer_rao: the noise std is unknown; pass `noise_std=` (a positive number) or "
+            "build the observations with `noise_std=`."
+        )
+    log_k = np.asarray(log_k, np.float64)
+    if log_k.shape != (mechanism.n_reactions,):
+        raise ValueError(
+            f"cramer_rao: `log_k` must have shape ({mechanism.n_reactions},), got {log_k.shape}."
+        )
+    if log_scale is None:
+        log_scale = np.zeros(observations.n_scales)
+    log_scale = np.asarray(log_scale, np.float64)
+    if log_scale.shape != (observations.n_scales,):
+        raise ValueError(
+            f"cramer_rao: `log_scale` must have shape ({observations.n_scales},), got "
+            f"{log_scale.shape}."
+        )
+    if stepsize_controller is None:
+        stepsize_controller = diffrax.PIDController(rtol=1e-9, atol=1e-11)
+    solver = diffrax.Tsit5() if solver is None else solver
+    n_k = mechanism.n_reactions
+    idx = jnp.asarray(observations.flat_index())
+    dtype = observations.x0.dtype
+
+    def observed(theta):
+        lk, ls = _split(theta, n_k)
+        kw = dict(stepsize_controller=stepsize_controller, solver=solver, throw=True)
+        p = predict(mechanism, observations, lk, ls, adjoint=diffrax.ForwardMode(), **kw)
+        return p.ravel()[idx]
+
+    theta = jnp.asarray(np.concatenate([log_k, log_scale]), dtype)
+    jac = np.asarray(jax.jit(jax.jacfwd(observed))(theta), np.float64)
+    return gauss_newton_covariance(jac, float(sigma) ** 2)

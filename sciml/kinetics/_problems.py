@@ -28,6 +28,9 @@ def run_case(name: str, scenario: str, estimator, *, seed: int = 0, out=None) ->
     metrics["data_rmse"] = est.diagnostics["data_rmse"]
     if "ode_data_rmse" in est.diagnostics:  # KINN: the mechanism at the surrogate's constants
         metrics["ode_data_rmse"] = est.diagnostics["ode_data_rmse"]
+    if "polish_start" in est.diagnostics:  # KINN(polish=True): which start won
+        metrics["polish_start"] = est.diagnostics["polish_start"]
+        metrics["polish_starts"] = dict(est.diagnostics["polish_starts"])
     # The paper's only noisy g case is gas-only with noise (g has no surface).
     table_key = "SQ+n" if name == "g" and scenario.endswith("+n") else scenario
     metrics["paper"] = BENCHMARKS[name].table5.get(table_key, {})
