@@ -129,6 +129,34 @@ def test_kinn_polish_by_the_mechanism_flags_an_unidentifiable_constant():
     assert est.diagnostics["data_rmse"] == min(starts.values())
 
 
+def test_kinn_std_is_not_below_the_information_bound():
+    # Noisy gas data: no unbiased estimator beats the Cramér-Rao covariance, combined
+    # with KINN's prior N(first guess, 3^2) on ln k. The surrogate's own curvature can
+    # claim less (it treats the physics residual as data); the reported std must not.
+    mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
+    est = kin.KINN(width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100).estimate(
+        mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7])
+    )
+    assert est.diagnostics["mechanism_covariance"]
+    bound = np.linalg.inv(np.linalg.inv(kin.cramer_rao(mech, obs, true)) + np.eye(2) / 3.0**2)
+    assert np.all(est.log_std >= 0.9 * np.sqrt(np.diag(bound)))
+    assert np.all(np.abs(est.log_k - true) <= 3 * est.log_std)
+
+
+def test_covariance_at_least_both():
+    from sciml.kinetics._kinn import _at_least
+
+    rng = np.random.default_rng(0)
+    m1, m2 = rng.normal(size=(2, 4, 4))
+    a, b = m1 @ m1.T, m2 @ m2.T
+    c = _at_least(a, b)
+    for low in (a, b):
+        assert np.linalg.eigvalsh(c - low).min() > -1e-10
+    # When one covariance dominates, the result is that one.
+    np.testing.assert_allclose(_at_least(a, a + b), a + b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_at_least(a + b, a), a + b, rtol=1e-12, atol=1e-12)
+
+
 def test_kinn_rejects_bad_options():
     with pytest.raises(ValueError, match="lm_steps"):
         kin.KINN(lm_steps=-1)

@@ -394,8 +394,8 @@ def _report(path, args, mech, est, wall):
             f"RMSE {ode:.4g} (the surrogate itself: {own:.4g})"
             + (
                 "; the networks fit the data with trajectories the mechanism does not "
-                "produce at these constants: treat them with care and compare `--method "
-                "direct` and `--method esmda`"
+                "produce at these constants: treat them with care, rerun with `--polish` "
+                "or compare `--method direct` and `--method esmda`"
                 if ode > 3 * max(own, 1e-12) and ode > 1e-3
                 else ""
             )

@@ -473,19 +473,31 @@ def cramer_rao(
             f"cramer_rao: `log_scale` must have shape ({observations.n_scales},), got "
             f"{log_scale.shape}."
         )
+    theta = np.concatenate([log_k, log_scale])
+    jac = observation_jacobian(mechanism, observations, theta, solver, stepsize_controller)
+    if not np.all(np.isfinite(jac)):
+        raise ValueError(
+            "cramer_rao: the forward solve failed at these constants (non-finite derivatives); "
+            "check `log_k` or pass a stiff `solver=` with looser tolerances."
+        )
+    return gauss_newton_covariance(jac, float(sigma) ** 2)
+
+
+def observation_jacobian(mechanism, observations, theta, solver=None, stepsize_controller=None):
+    """d(observed predictions)/d(ln k, ln scales) at `theta` (forward mode through the
+    solve; default Tsit5 at PID rtol 1e-9, atol 1e-11). Non-finite entries mean the
+    solve failed."""
     if stepsize_controller is None:
         stepsize_controller = diffrax.PIDController(rtol=1e-9, atol=1e-11)
     solver = diffrax.Tsit5() if solver is None else solver
     n_k = mechanism.n_reactions
     idx = jnp.asarray(observations.flat_index())
-    dtype = observations.x0.dtype
 
-    def observed(theta):
-        lk, ls = _split(theta, n_k)
-        kw = dict(stepsize_controller=stepsize_controller, solver=solver, throw=True)
+    def observed(th):
+        lk, ls = _split(th, n_k)
+        kw = dict(stepsize_controller=stepsize_controller, solver=solver)
         p = predict(mechanism, observations, lk, ls, adjoint=diffrax.ForwardMode(), **kw)
         return p.ravel()[idx]
 
-    theta = jnp.asarray(np.concatenate([log_k, log_scale]), dtype)
-    jac = np.asarray(jax.jit(jax.jacfwd(observed))(theta), np.float64)
-    return gauss_newton_covariance(jac, float(sigma) ** 2)
+    th = jnp.asarray(theta, observations.x0.dtype)
+    return np.asarray(jax.jit(jax.jacfwd(observed))(th), np.float64)
