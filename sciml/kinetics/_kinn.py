@@ -34,6 +34,7 @@ from ._estimators import (
     AbstractEstimator,
     DirectFit,
     _finish,
+    _split,
     check_problem,
     initial_log_scale,
     observation_jacobian,
@@ -403,13 +404,8 @@ class KINN(AbstractEstimator):
         theta = np.asarray(theta, np.float64)
         controller = diffrax.PIDController(rtol=1e-9, atol=1e-11)
         jac = observation_jacobian(mechanism, observations, theta, None, controller)
-        pred = predict(
-            mechanism,
-            observations,
-            jnp.asarray(theta[:n_k]),
-            jnp.asarray(theta[n_k:]),
-            stepsize_controller=controller,
-        )
+        lk, ls = _split(jnp.asarray(theta), n_k)
+        pred = predict(mechanism, observations, lk, ls, stepsize_controller=controller)
         r = (np.asarray(pred).ravel() - np.asarray(observations.values).ravel())[
             observations.flat_index()
         ]
