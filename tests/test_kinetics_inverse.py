@@ -84,7 +84,9 @@ def test_esmda_g_noisy_covers_truth():
 
 def test_kinn_g_clean():
     mech, obs, true = kin.synthetic_observations("g", "Q")
-    est = kin.KINN(width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, n_seeds=2).estimate(
+    est = kin.KINN(
+        width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, n_seeds=2, polish="never"
+    ).estimate(
         mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7])
     )
     # Two seeds: the estimate is their mean, its variance at least their spread.
@@ -110,12 +112,14 @@ def test_kinn_g_clean():
 
 def test_kinn_polish_by_the_mechanism_flags_an_unidentifiable_constant():
     # C -> D never touches the observed species A, B: the data say nothing about k2.
-    # `polish=True` refines the surrogate's constants by the ODE-constrained fit, whose
-    # Gauss-Newton covariance declares k2 unknown and pins k1f, k1b.
+    # The mechanism's Jacobian says so (k2 unidentified), so the default polish refines
+    # the surrogate's constants by the ODE-constrained fit, whose Gauss-Newton
+    # covariance declares k2 unknown and pins k1f, k1b.
     mech, obs, true = _unobserved_second_reaction(20)
-    est = kin.KINN(width=8, steps_per_stage=200, lbfgs_steps=0, lm_steps=60, polish=True).estimate(
+    est = kin.KINN(width=8, steps_per_stage=200, lbfgs_steps=0, lm_steps=60).estimate(
         mech, obs, key=jax.random.key(0), init_log_k=true + 0.3
     )
+    assert est.diagnostics["unidentified"] == ["k2"]
     assert est.method == "kinn+ode"
     np.testing.assert_allclose(est.log_k[:2], true[:2], rtol=0, atol=1e-4)
     assert est.log_std[2] > 10
@@ -134,13 +138,56 @@ def test_kinn_std_is_not_below_the_information_bound():
     # with KINN's prior N(first guess, 3^2) on ln k. The surrogate's own curvature can
     # claim less (it treats the physics residual as data); the reported std must not.
     mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
-    est = kin.KINN(width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100).estimate(
-        mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7])
-    )
+    est = kin.KINN(
+        width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, polish="never"
+    ).estimate(mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7]))
+    assert est.method == "kinn"
     assert est.diagnostics["mechanism_covariance"]
+    assert est.diagnostics["unidentified"] == []
     bound = np.linalg.inv(np.linalg.inv(kin.cramer_rao(mech, obs, true)) + np.eye(2) / 3.0**2)
     assert np.all(est.log_std >= 0.9 * np.sqrt(np.diag(bound)))
     assert np.all(np.abs(est.log_k - true) <= 3 * est.log_std)
+
+
+def _ode_rmse(mech, obs, log_k):
+    """Data RMSE of the mechanism at `log_k`, solved through `simulate` (stiff default)."""
+    ys = jax.vmap(lambda x, t: kin.simulate(mech, jnp.asarray(log_k), x, t))(obs.x0, obs.t)
+    pred = np.asarray(obs.observe(ys, jnp.zeros((obs.n_scales,))))
+    mask = np.asarray(obs.mask)
+    return float(np.sqrt(np.mean((pred - np.asarray(obs.values))[mask] ** 2)))
+
+
+def test_mechanism_misfit_tests_the_ode_against_the_noise():
+    # Known noise: at the true constants the residuals are the noise itself (no misfit);
+    # with the equilibrium constant 0.6 off in ln k the mechanism misses the data.
+    mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
+    at_truth = _ode_rmse(mech, obs, true)
+    assert at_truth == pytest.approx(0.025, rel=0.1)
+    assert not kin.mechanism_misfit(at_truth, at_truth, obs)
+    assert kin.mechanism_misfit(_ode_rmse(mech, obs, true + np.array([0.3, -0.3])), at_truth, obs)
+    assert kin.mechanism_misfit(float("inf"), at_truth, obs)
+    # Noise-free: against the surrogate's own misfit, and not below 1e-3 of the data.
+    mech, obs, true = kin.synthetic_observations("g", "Q")
+    assert not kin.mechanism_misfit(_ode_rmse(mech, obs, true), 1e-6, obs)
+    off = _ode_rmse(mech, obs, true + np.array([0.3, -0.3]))
+    assert kin.mechanism_misfit(off, 1e-6, obs)
+    assert not kin.mechanism_misfit(off, off, obs)
+
+
+def test_kinn_auto_polish_refines_constants_the_mechanism_rejects():
+    # A surrogate whose ln k barely moves (tiny learning rate, no L-BFGS or LM stage)
+    # keeps the first guess; the mechanism at those constants misses the noisy data, so
+    # the default polish refines them to within the Cramér-Rao spread of the truth.
+    mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
+    est = kin.KINN(
+        width=8, steps_per_stage=20, physics_learning_rate=1e-9, lbfgs_steps=0, lm_steps=0
+    ).estimate(mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7]))
+    assert est.diagnostics["mechanism_misfit"]
+    assert est.method == "kinn+ode"
+    assert np.max(np.abs(est.diagnostics["surrogate_log_k"] - true)) > 0.1
+    crb = np.sqrt(np.diag(kin.cramer_rao(mech, obs, true, noise_std=0.025)))
+    assert np.all(np.abs(est.log_k - true) < 4 * crb)
+    assert np.all(est.log_std < 2 * crb)
 
 
 def test_covariance_at_least_both():
@@ -164,6 +211,10 @@ def test_kinn_rejects_bad_options():
         kin.KINN(prior_std=0.0)
     with pytest.raises(ValueError, match="n_seeds"):
         kin.KINN(n_seeds=0)
+    with pytest.raises(ValueError, match="polish.*'sometimes'"):
+        kin.KINN(polish="sometimes")
+    assert kin.KINN(polish=True).polish == "always"
+    assert kin.KINN(polish=False).polish == "never"
 
 
 def test_observation_errors():

@@ -21,7 +21,12 @@ from ._estimators import (
     cramer_rao as cramer_rao,
     estimate as estimate,
 )
-from ._kinn import KINN as KINN, KINNSurrogate as KINNSurrogate, simplex as simplex
+from ._kinn import (
+    KINN as KINN,
+    KINNSurrogate as KINNSurrogate,
+    mechanism_misfit as mechanism_misfit,
+    simplex as simplex,
+)
 from ._mechanism import (
     GROUPS as GROUPS,
     Mechanism as Mechanism,

@@ -236,9 +236,14 @@ def _parser(prog):
     f.add_argument("--noise-std", type=_positive_float, default=None, help="known noise std")
     f.add_argument(
         "--polish",
-        action="store_true",
+        nargs="?",
+        const="always",
+        default=None,
+        choices=("auto", "always", "never"),
         help="(kinn) refine the surrogate's constants by the ODE-constrained fit, started from "
-        "the surrogate's estimate and from the first guess; the better fit is reported",
+        "the surrogate's estimate and from the first guess, and report the better fit: "
+        "'auto' (the default) when the mechanism solved at the surrogate's constants misfits "
+        "the data or leaves a constant unidentified, 'always' (also plain --polish) or 'never'",
     )
     f.add_argument("--out", required=True, help="output directory")
     return p
@@ -314,10 +319,10 @@ def _simulate(args) -> int:
 
 
 def _fit(args) -> int:
-    if args.polish and args.method != "kinn":
+    if args.polish is not None and args.method != "kinn":
         raise InputError(
-            f"--polish refines a KINN surrogate fit; it does not apply to --method "
-            f"{args.method} (drop --polish or use --method kinn)."
+            f"--polish {args.polish} refines a KINN surrogate fit; it does not apply to "
+            f"--method {args.method} (drop --polish or use --method kinn)."
         )
     mech = _load_mechanism(args.mechanism)
     names, x0 = read_initial(args.initial, mech)
@@ -342,7 +347,7 @@ def _fit(args) -> int:
         noise_std=args.noise_std,
     )
     if args.method == "kinn":
-        estimator = KINN(polish=args.polish)
+        estimator = KINN(polish=args.polish or "auto")
     else:
         estimator = {"direct": DirectFit, "esmda": ESMDA}[args.method]()
     t0 = time.perf_counter()
@@ -394,11 +399,21 @@ def _report(path, args, mech, est, wall):
             f"RMSE {ode:.4g} (the surrogate itself: {own:.4g})"
             + (
                 "; the networks fit the data with trajectories the mechanism does not "
-                "produce at these constants: treat them with care, rerun with `--polish` "
-                "or compare `--method direct` and `--method esmda`"
-                if ode > 3 * max(own, 1e-12) and ode > 1e-3
+                "produce at these constants"
+                + (
+                    ": treat them with care, rerun with `--polish` or compare `--method "
+                    "direct` and `--method esmda`"
+                    if "polish_start" not in est.diagnostics
+                    else ", so they were refined by the mechanism (below)"
+                )
+                if est.diagnostics.get("mechanism_misfit")
                 else ""
             )
+        )
+    if est.diagnostics.get("unidentified"):
+        lines.append(
+            "- not identified by the data alone (std of ln k above the prior's): "
+            + ", ".join(est.diagnostics["unidentified"])
         )
     if "polish_start" in est.diagnostics:
         starts = ", ".join(f"{k} {v:.4g}" for k, v in est.diagnostics["polish_starts"].items())

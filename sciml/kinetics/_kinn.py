@@ -197,20 +197,31 @@ class KINN(AbstractEstimator):
     - `time_warp`: the networks see `u = log(1 + w t / T) / log(1 + w)` with `w =
       time_warp`, which resolves transients ~`T / w` long (100: da SQ 0.13 -> 0.10
       against 20).
-    - `polish`: after the surrogate fit, refine ln k (and ln scales) by the
-      ODE-constrained least-squares fit (`DirectFit`), started from the surrogate's
-      estimate, from each seed's estimate (`n_seeds > 1`) and from the first guess
-      `init_log_k`, and report the fit with the smallest data misfit: its estimate and
-      Gauss-Newton covariance (method `"kinn+ode"`; `diagnostics["polish_start"]` names
-      the start kept, `["polish_starts"]` gives each start's data RMSE, and the
-      surrogate's own figures stay in `diagnostics`). Every estimate
-      is checked against the mechanism anyway: `diagnostics["ode_data_rmse"]` is the
+    - `polish`: `"auto"` (default), `"always"` (or True) or `"never"` (or False). Every
+      estimate is checked against the mechanism: `diagnostics["ode_data_rmse"]` is the
       data RMSE of the stiff ODE solve at the surrogate's constants, beside the
-      surrogate's own `diagnostics["surrogate_data_rmse"]`; a large ratio says the
-      networks fit the data with trajectories the mechanism does not produce at
-      those constants. On gas-only dc data the surrogate's constants (k4f off by 4.4
-      in ln k, Laplace std 0.05) gave an ODE RMSE 16-25x the surrogate's, and the
-      polish from them reached the true constants to 5e-8 (benchmarks/RESULTS.md).
+      surrogate's own `diagnostics["surrogate_data_rmse"]`, and
+      `diagnostics["mechanism_misfit"]` says whether the mechanism fits the data
+      significantly worse there (`mechanism_misfit`): then the networks fit the data
+      with trajectories the mechanism does not produce at those constants, and the
+      surrogate's curvature cannot be trusted. `diagnostics["unidentified"]` names the
+      constants whose std from the data alone (the mechanism's Jacobian at the
+      estimate, without the prior) exceeds `prior_std` (3 if None): their estimate is
+      shaped by the prior and the surrogate's path, and a covariance linearised there
+      need not reach the truth. The polish (always, or under `"auto"` when the
+      mechanism misfits or some constant is unidentified) refines ln k (and ln
+      scales) by the ODE-constrained least-squares fit (`DirectFit`), started from the
+      surrogate's estimate, from each
+      seed's estimate (`n_seeds > 1`) and from the first guess `init_log_k`, and
+      reports the fit with the smallest data misfit: its estimate and Gauss-Newton
+      covariance (method `"kinn+ode"`; `diagnostics["polish_start"]` names the start
+      kept, `["polish_starts"]` gives each start's data RMSE, and the surrogate's own
+      figures stay in `diagnostics`). On gas-only dc data the surrogate's constants
+      (k4f off by 4.4 in ln k, Laplace std 0.05) gave an ODE RMSE 16-25x the
+      surrogate's, and the polish reached the true constants to 5e-8; on the noisy
+      gas-only dc and dcs cells (unidentified constants) the polished std covers every
+      error, the surrogate's 64-70 % (benchmarks/RESULTS.md). Where the data identify
+      every constant and the mechanism agrees, `"auto"` keeps the surrogate's estimate.
     - `progress`: show `fit`'s progress bar.
     """
 
@@ -229,7 +240,7 @@ class KINN(AbstractEstimator):
     rcond: float = eqx.field(static=True)
     onset: float = eqx.field(static=True)
     time_warp: float = eqx.field(static=True)
-    polish: bool = eqx.field(static=True)
+    polish: str = eqx.field(static=True)
     progress: bool = eqx.field(static=True)
 
     def __init__(
@@ -250,7 +261,7 @@ class KINN(AbstractEstimator):
         rcond: float = 1e-12,
         onset: float = 20.0,
         time_warp: float = 100.0,
-        polish: bool = False,
+        polish: bool | str = "auto",
         progress: bool = False,
     ):
         if alphas is not None and (not alphas or any(a <= 0 for a in alphas)):
@@ -283,7 +294,14 @@ class KINN(AbstractEstimator):
             raise ValueError(f"KINN: `time_warp` must be positive, got {time_warp}.")
         self.onset = float(onset)
         self.time_warp = float(time_warp)
-        self.polish = bool(polish)
+        if isinstance(polish, bool):
+            polish = "always" if polish else "never"
+        if polish not in ("auto", "always", "never"):
+            raise ValueError(
+                f"KINN: `polish` must be 'auto', 'always' (True) or 'never' (False), got "
+                f"{polish!r}."
+            )
+        self.polish = polish
         self.progress = progress
 
     def init(self, mechanism, observations, *, key, init_log_k) -> KINNSurrogate:
@@ -347,13 +365,20 @@ class KINN(AbstractEstimator):
         # mechanism leaves a constant free it can be far too confident. The reported
         # covariance is at least the mechanism's own posterior covariance at the
         # surrogate's constants (and at least the surrogate's, in every direction).
-        mech_cov = self._mechanism_covariance(mechanism, observations, theta)
+        mech_cov, data_std = self._mechanism_covariance(mechanism, observations, theta)
         if mech_cov is not None:
             cov = _at_least(mech_cov, cov)
+        # Constants the data alone leave wider than the prior: the estimate of those is
+        # shaped by the prior and by the surrogate's path, not by the data.
+        limit = 3.0 if self.prior_std is None else self.prior_std
+        unidentified = (
+            [] if data_std is None else [int(i) for i in np.flatnonzero(data_std > limit)]
+        )
         diag = dict(
             diag,
             wall_time_s=time.perf_counter() - t0,
             mechanism_covariance=mech_cov is not None,
+            unidentified=[mechanism.constants[i] for i in unidentified],
         )
         history = diag.pop("history")
         est = _finish("kinn", mechanism, observations, theta, cov, fitted, diag)
@@ -362,7 +387,11 @@ class KINN(AbstractEstimator):
             "surrogate_data_rmse": est.diagnostics["data_rmse"],
             "ode_data_rmse": _ode_data_rmse(mechanism, observations, est),
         }
-        if self.polish:
+        extra["mechanism_misfit"] = mechanism_misfit(
+            extra["ode_data_rmse"], extra["surrogate_data_rmse"], observations
+        )
+        refine = extra["mechanism_misfit"] or bool(est.diagnostics["unidentified"])
+        if self.polish == "always" or (self.polish == "auto" and refine):
             # The ODE-constrained fit is not convex: start it from the surrogate's
             # estimate, from every seed's estimate and from the caller's first guess, and
             # keep the fit that matches the data best.
@@ -399,7 +428,8 @@ class KINN(AbstractEstimator):
     def _mechanism_covariance(self, mechanism, observations, theta):
         """Posterior covariance of (ln k, ln scales) under the mechanism itself, linearised
         at `theta`: the ODE solution's Jacobian, the known noise variance or else the ODE
-        residual variance, and the prior on ln k. None if the solve fails there."""
+        residual variance, and the prior on ln k; and the std of ln k from the data alone
+        (without the prior). (None, None) if the solve fails there."""
         n_k = mechanism.n_reactions
         theta = np.asarray(theta, np.float64)
         controller = diffrax.PIDController(rtol=1e-9, atol=1e-11)
@@ -410,17 +440,18 @@ class KINN(AbstractEstimator):
             observations.flat_index()
         ]
         if not (np.all(np.isfinite(jac)) and np.all(np.isfinite(r))):
-            return None
+            return None, None
         n, p = jac.shape
         if observations.noise_std is not None:
             s2 = float(observations.noise_std) ** 2
         else:
             s2 = max(float(r @ r) / max(n - p, 1), 1e-300)
         jac = jac / np.sqrt(s2)
+        data_std = np.sqrt(np.diag(gauss_newton_covariance(jac, 1.0)))[:n_k]
         if self.prior_std is not None:
             prior_rows = np.eye(n_k, p) / self.prior_std
             jac = np.concatenate([jac, prior_rows])
-        return gauss_newton_covariance(jac, 1.0)
+        return gauss_newton_covariance(jac, 1.0), data_std
 
     def _estimate_one(self, mechanism, observations, key, init_log_k):
         """One fit from one seed: (theta, Laplace covariance, fitted, diagnostics)."""
@@ -629,6 +660,25 @@ def _at_least(a, b):
     d = 0.5 * ((b - a) + (b - a).T)
     w, v = np.linalg.eigh(d)
     return a + (v * np.maximum(w, 0.0)) @ v.T
+
+
+def mechanism_misfit(ode_rmse: float, surrogate_rmse: float, observations) -> bool:
+    """Whether the mechanism, solved at a surrogate's constants, fits the data
+    significantly worse than it should.
+
+    With a known noise std sigma: a chi-square test at 4 std on the `n` observed values
+    (`ode_rmse^2 / sigma^2 > 1 + 4 sqrt(2 / n)`). Without: `ode_rmse` above 3x the
+    surrogate's own data RMSE and above 1e-3 of the data's RMS. A failed solve
+    (non-finite RMSE) misfits.
+    """
+    if not np.isfinite(ode_rmse):
+        return True
+    mask = np.asarray(observations.mask)
+    n = max(int(mask.sum()), 1)
+    if observations.noise_std is not None:
+        return bool(ode_rmse**2 > observations.noise_std**2 * (1 + 4 * np.sqrt(2 / n)))
+    scale = float(np.sqrt(np.mean(np.asarray(observations.values)[mask] ** 2)))
+    return bool(ode_rmse > 3 * max(surrogate_rmse, 1e-12) and ode_rmse > 1e-3 * scale)
 
 
 def _ode_data_rmse(mechanism, observations, est) -> float:

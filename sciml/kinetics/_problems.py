@@ -24,11 +24,14 @@ def run_case(name: str, scenario: str, estimator, *, seed: int = 0, out=None) ->
     est = estimator.estimate(mech, obs, key=kfit, init_log_k=init)
     wall = time.perf_counter() - t0
     metrics = score(est, true_log_k, mech)
+    metrics["method"] = est.method
     metrics["wall_time_s"] = wall
     metrics["data_rmse"] = est.diagnostics["data_rmse"]
     if "ode_data_rmse" in est.diagnostics:  # KINN: the mechanism at the surrogate's constants
         metrics["ode_data_rmse"] = est.diagnostics["ode_data_rmse"]
-    if "polish_start" in est.diagnostics:  # KINN(polish=True): which start won
+        metrics["mechanism_misfit"] = bool(est.diagnostics["mechanism_misfit"])
+        metrics["unidentified"] = list(est.diagnostics["unidentified"])
+    if "polish_start" in est.diagnostics:  # KINN polished: which start won
         metrics["polish_start"] = est.diagnostics["polish_start"]
         metrics["polish_starts"] = dict(est.diagnostics["polish_starts"])
     # The paper's only noisy g case is gas-only with noise (g has no surface).
