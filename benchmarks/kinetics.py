@@ -50,7 +50,8 @@ def main(argv=None):
         "--kinn-polish", nargs="?", const="always", default="auto",
         choices=("auto", "always", "never"),
         help="KINN(polish=...): refine the surrogate's constants by the ODE-constrained fit "
-        "when the mechanism misfits at them (auto, KINN's default), always (also plain "
+        "when the mechanism misfits at them or leaves a constant unidentified (auto, KINN's "
+        "default), always (also plain "
         "--kinn-polish) or never (the surrogate alone)",
     )
     p.add_argument("--seed", type=int, default=0)
