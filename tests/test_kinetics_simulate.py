@@ -1,5 +1,7 @@
 """Mass-action rates and forward solves against hand values and scipy."""
 
+import logging
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -64,3 +66,38 @@ def test_simulate_input_errors():
         kin.simulate(m, jnp.zeros(2), jnp.ones(4), jnp.linspace(0, 1, 3))
     with pytest.raises(TypeError, match="Mechanism"):
         kin.simulate("A -> B", jnp.zeros(2), jnp.ones(3), jnp.linspace(0, 1, 3))
+
+
+def _compiles(caplog, fn):
+    """Runs `fn` and returns the log lines of every XLA compilation it triggered."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), jax.log_compiles(True):
+        fn()
+    return [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+
+
+def test_repeated_solves_reuse_one_compilation(caplog):
+    # A mechanism parsed twice from the same text is the same mechanism: its solves and
+    # the direct fit's least squares compile once, then serve other constants, starts
+    # and data sets of the same shape.
+    text = "A <=> B ; k1f, k1b\nB -> C ; k2\n"
+    m1, m2 = kin.Mechanism.from_text(text), kin.Mechanism.from_text(text)
+    assert m1 == m2 and hash(m1) == hash(m2)
+    assert m1 != kin.Mechanism.from_text("A <=> B ; k1f, k1b\nB -> C ; k3\n")
+    ts = jnp.linspace(0.0, 2.0, 9)
+    x0 = jnp.array([1.0, 0.0, 0.0])
+    other = (jnp.ones(3), jnp.array([0.5, 0.5, 0.0]))
+    kin.simulate(m1, jnp.zeros(3), x0, ts)
+    assert _compiles(caplog, lambda: kin.simulate(m2, *other, ts)) == []
+
+    true = np.log([2.0, 0.5, 1.0])
+    ys = np.asarray(kin.simulate(m1, jnp.asarray(true), x0, ts))
+    obs = kin.Observations.make(m1, ts[None], ys[None], x0[None], species=["A", "B", "C"])
+    first = kin.DirectFit().estimate(m1, obs, init_log_k=true + 0.5)
+    np.testing.assert_allclose(first.log_k, true, atol=1e-6)
+    obs2 = kin.Observations.make(m2, ts[None], ys[None] * 1.01, x0[None], species=["A", "B", "C"])
+    second = []
+    assert _compiles(
+        caplog, lambda: second.append(kin.DirectFit().estimate(m2, obs2, init_log_k=true - 0.5))
+    ) == []
+    assert np.all(np.isfinite(second[0].log_std))

@@ -141,6 +141,63 @@ def _finish(method, mechanism, observations, theta, cov, fitted, diagnostics):
     )
 
 
+class _DirectProblem(eqx.Module):
+    """The least-squares problem of `DirectFit` as a pytree: data and noise level traced,
+    the mechanism and numerical strategies static."""
+
+    mechanism: Mechanism = eqx.field(static=True)
+    observations: Observations
+    idx: jax.Array
+    y: jax.Array
+    sigma: jax.Array
+    ode_solver: diffrax.AbstractSolver
+    controller: diffrax.AbstractStepSizeController
+
+
+def _predicted(problem: _DirectProblem, theta, adjoint):
+    """Predicted observations `(n_exp, n_times, n_obs)` at (ln k, ln scales)."""
+    lk, ls = _split(theta, problem.mechanism.n_reactions)
+    return predict(
+        problem.mechanism,
+        problem.observations,
+        lk,
+        ls,
+        stepsize_controller=problem.controller,
+        solver=problem.ode_solver,
+        adjoint=adjoint,
+    )
+
+
+def _observed(problem: _DirectProblem, theta):
+    """The observed entries of the prediction, flattened (forward-mode differentiable)."""
+    return _predicted(problem, theta, diffrax.ForwardMode()).ravel()[problem.idx]
+
+
+@eqx.filter_jit
+def _linearise(problem: _DirectProblem, theta):
+    """(the full prediction, the Jacobian of its observed entries) in one compiled solve."""
+
+    def fn(th):
+        full = _predicted(problem, th, diffrax.ForwardMode())
+        return full.ravel()[problem.idx], full
+
+    jac, full = jax.jacfwd(fn, has_aux=True)(theta)
+    return full, jac
+
+
+def _direct_params(psi, theta_ref, bound):
+    # Trial steps stay within +-bound of the first guess (smoothly): a wild
+    # Levenberg-Marquardt step must not send exp(ln k) to overflow.
+    return theta_ref + bound * jnp.tanh(psi / bound)
+
+
+def _direct_residual(psi, args):
+    problem, theta_ref, bound = args
+    r = (_observed(problem, _direct_params(psi, theta_ref, bound)) - problem.y) / problem.sigma
+    # A failed solve (absurd trial constants) reads as a large residual.
+    return jnp.where(jnp.isfinite(r), r, 1e3)
+
+
 class DirectFit(AbstractEstimator):
     """Classical baseline: least squares of the ODE solution against the data.
 
@@ -190,7 +247,6 @@ class DirectFit(AbstractEstimator):
         del key  # deterministic
         init_log_k = check_problem(mechanism, observations, init_log_k, "DirectFit.estimate")
         t0 = time.perf_counter()
-        n_k = mechanism.n_reactions
         theta0 = jnp.concatenate(
             [
                 jnp.asarray(init_log_k),
@@ -202,56 +258,39 @@ class DirectFit(AbstractEstimator):
         idx = jnp.asarray(observations.flat_index())
         sigma = 1.0 if observations.noise_std is None else observations.noise_std
         y = observations.values.ravel()[idx]
-        controller = self.stepsize_controller
-        ode_solver = self.ode_solver
-        bound = self.bound
-        theta_ref = theta0
-
-        def params(psi):
-            # Trial steps stay within +-bound of the first guess (smoothly): a wild
-            # Levenberg-Marquardt step must not send exp(ln k) to overflow.
-            return theta_ref + bound * jnp.tanh(psi / bound)
-
-        def residual(psi, args):
-            lk, ls = _split(params(psi), n_k)
-            p = predict(
-                mechanism,
-                observations,
-                lk,
-                ls,
-                stepsize_controller=controller,
-                solver=ode_solver,
-                adjoint=diffrax.ForwardMode(),
-            )
-            r = (p.ravel()[idx] - y) / sigma
-            # A failed solve (absurd trial constants) reads as a large residual.
-            return jnp.where(jnp.isfinite(r), r, 1e3)
-
+        # Everything the residual needs goes through `args` (arrays traced, the rest
+        # static and hashed), and the residual is a module-level function: a second fit of
+        # the same design (another start, another data set of the same shape) reuses the
+        # compiled solver instead of recompiling it.
+        problem = _DirectProblem(
+            mechanism,
+            observations,
+            idx,
+            y,
+            jnp.asarray(sigma, y.dtype),
+            self.ode_solver,
+            self.stepsize_controller,
+        )
+        args = (problem, theta0, self.bound)
         sol = optx.least_squares(
-            eqx.filter_jit(residual),
+            _direct_residual,
             self.solver,
             jnp.zeros_like(theta0),
+            args=args,
             max_steps=self.max_steps,
             throw=False,
         )
-        theta = params(sol.value)
-
-        def residual_theta(th):
-            return residual(bound * jnp.arctanh((th - theta_ref) / bound), None)
-
-        jac = np.asarray(jax.jit(jax.jacfwd(residual_theta))(theta))
-        r = np.asarray(residual_theta(theta))
+        theta = _direct_params(sol.value, theta0, self.bound)
+        fitted, jac = _linearise(problem, theta)
+        # Rows where the solve failed carry no information (the residual there is the
+        # constant 1e3, as in the fit).
+        jac = np.asarray(jac) / sigma
+        jac = np.where(np.isfinite(jac), jac, 0.0)
+        r = (np.asarray(fitted).ravel()[np.asarray(idx)] - np.asarray(y)) / sigma
+        r = np.where(np.isfinite(r), r, 1e3)
         n, p = jac.shape
         s2 = 1.0 if observations.noise_std is not None else float(r @ r) / max(n - p, 1)
         cov = gauss_newton_covariance(jac, s2)
-        fitted = predict(
-            mechanism,
-            observations,
-            theta[:n_k],
-            theta[n_k:],
-            stepsize_controller=controller,
-            solver=ode_solver,
-        )
         return _finish(
             "direct",
             mechanism,
@@ -487,17 +526,27 @@ def observation_jacobian(mechanism, observations, theta, solver=None, stepsize_c
     """d(observed predictions)/d(ln k, ln scales) at `theta` (forward mode through the
     solve; default Tsit5 at PID rtol 1e-9, atol 1e-11). Non-finite entries mean the
     solve failed."""
+    return observation_linearisation(mechanism, observations, theta, solver, stepsize_controller)[1]
+
+
+def observation_linearisation(
+    mechanism, observations, theta, solver=None, stepsize_controller=None
+):
+    """(predicted observations `(n_exp, n_times, n_obs)`, `observation_jacobian`) at
+    `theta` from one compiled solve, reused by later calls on the same design."""
     if stepsize_controller is None:
         stepsize_controller = diffrax.PIDController(rtol=1e-9, atol=1e-11)
     solver = diffrax.Tsit5() if solver is None else solver
-    n_k = mechanism.n_reactions
     idx = jnp.asarray(observations.flat_index())
-
-    def observed(th):
-        lk, ls = _split(th, n_k)
-        kw = dict(stepsize_controller=stepsize_controller, solver=solver)
-        p = predict(mechanism, observations, lk, ls, adjoint=diffrax.ForwardMode(), **kw)
-        return p.ravel()[idx]
-
-    th = jnp.asarray(theta, observations.x0.dtype)
-    return np.asarray(jax.jit(jax.jacfwd(observed))(th), np.float64)
+    dtype = observations.x0.dtype
+    problem = _DirectProblem(
+        mechanism,
+        observations,
+        idx,
+        jnp.zeros(idx.shape, dtype),
+        jnp.ones((), dtype),
+        solver,
+        stepsize_controller,
+    )
+    full, jac = _linearise(problem, jnp.asarray(theta, dtype))
+    return np.asarray(full), np.asarray(jac, np.float64)

@@ -34,10 +34,9 @@ from ._estimators import (
     AbstractEstimator,
     DirectFit,
     _finish,
-    _split,
     check_problem,
     initial_log_scale,
-    observation_jacobian,
+    observation_linearisation,
     predict,
 )
 from ._lm import levenberg_marquardt
@@ -346,7 +345,10 @@ class KINN(AbstractEstimator):
         # Seed s > 0 uses fold_in(key, s); seed 0 uses `key` itself, so n_seeds=1 is the
         # single fit.
         keys = [key] + [jax.random.fold_in(key, s) for s in range(1, self.n_seeds)]
-        runs = [self._estimate_one(mechanism, observations, k, init_log_k) for k in keys]
+        optimisers = self._optimisers()
+        runs = [
+            self._estimate_one(mechanism, observations, k, init_log_k, optimisers) for k in keys
+        ]
         if self.n_seeds == 1:
             theta, cov, fitted, diag = runs[0]
         else:
@@ -433,9 +435,7 @@ class KINN(AbstractEstimator):
         n_k = mechanism.n_reactions
         theta = np.asarray(theta, np.float64)
         controller = diffrax.PIDController(rtol=1e-9, atol=1e-11)
-        jac = observation_jacobian(mechanism, observations, theta, None, controller)
-        lk, ls = _split(jnp.asarray(theta), n_k)
-        pred = predict(mechanism, observations, lk, ls, stepsize_controller=controller)
+        pred, jac = observation_linearisation(mechanism, observations, theta, None, controller)
         r = (np.asarray(pred).ravel() - np.asarray(observations.values).ravel())[
             observations.flat_index()
         ]
@@ -453,7 +453,20 @@ class KINN(AbstractEstimator):
             jac = np.concatenate([jac, prior_rows])
         return gauss_newton_covariance(jac, 1.0), data_std
 
-    def _estimate_one(self, mechanism, observations, key, init_log_k):
+    def _optimisers(self):
+        """(Adam with per-group learning rates, L-BFGS), built once per `estimate` so that
+        every seed's `fit` reuses one compiled program (optax transformations compare by
+        identity)."""
+        adam = optax.multi_transform(
+            {
+                "net": optax.adam(self.learning_rate),
+                "physics": optax.adam(self.physics_learning_rate),
+            },
+            _labels,
+        )
+        return adam, optax.lbfgs()
+
+    def _estimate_one(self, mechanism, observations, key, init_log_k, optimisers):
         """One fit from one seed: (theta, Laplace covariance, fitted, diagnostics)."""
         alphas = self.alphas
         if alphas is None:
@@ -477,14 +490,7 @@ class KINN(AbstractEstimator):
                 (t_col.shape[0], self.n_collocation),
             )
             t_col = jnp.concatenate([t_col, extra], axis=1)
-        labels = _labels(model)
-        adam = optax.multi_transform(
-            {
-                "net": optax.adam(self.learning_rate),
-                "physics": optax.adam(self.physics_learning_rate),
-            },
-            labels,
-        )
+        adam, lbfgs = optimisers
         dtype = observations.x0.dtype
         stages = [
             Stage(
@@ -497,7 +503,7 @@ class KINN(AbstractEstimator):
         if self.lbfgs_steps:
             stages.append(
                 Stage(
-                    optax.lbfgs(),
+                    lbfgs,
                     self.lbfgs_steps,
                     data={
                         "t_col": t_col,
@@ -747,12 +753,10 @@ def _experiment_rows(model, e, net, log_k, log_scale, observations, t_col, alpha
     )
 
 
-def _labels(model):
-    def fn(params):
-        labels = jax.tree.map(lambda _: "net", params)
-        return eqx.tree_at(lambda m: (m.log_k, m.log_scale), labels, replace=("physics", "physics"))
-
-    return fn
+def _labels(params):
+    """optax.multi_transform labels: ln k and ln scales are "physics", the rest "net"."""
+    labels = jax.tree.map(lambda _: "net", params)
+    return eqx.tree_at(lambda m: (m.log_k, m.log_scale), labels, replace=("physics", "physics"))
 
 
 __all__ = ["KINN", "KINNSurrogate", "simplex", "covariance_to_std_corr"]

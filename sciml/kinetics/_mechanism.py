@@ -247,8 +247,9 @@ class Mechanism:
     """A microkinetic mechanism: species, directed steps, stoichiometry and orders.
 
     Build one with `Mechanism.from_text` or `Mechanism.from_file`. It is plain
-    structure (numpy arrays, names), hashed by identity, so it can sit in a model
-    pytree as a static leaf.
+    structure (numpy arrays, names) that compares and hashes by its parsed steps, so it
+    can sit in a model pytree as a static leaf, and two mechanisms parsed from the same
+    text share compiled solves.
 
     **Attributes:**
 
@@ -274,6 +275,18 @@ class Mechanism:
     orders: np.ndarray
     conservation: np.ndarray
     groups: tuple[str, ...]
+
+    # The arrays (stoichiometry, orders, conservation) are derived from these.
+    def _key(self):
+        return (self.species, self.kinds, self.steps, self.constants, self.groups)
+
+    def __eq__(self, other):
+        if not isinstance(other, Mechanism):
+            return NotImplemented
+        return self is other or self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
 
     # ------------------------------------------------------------------ building
 
