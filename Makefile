@@ -4,6 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Versions the test suite was last run with; pip resolves within them.
 CONSTRAINTS := constraints.txt
+# Test worker processes (pytest-xdist, one file per worker at a time): 2 fits the 2-core CI
+# machine, where it takes the suite from 19 to 14 minutes; 0 runs in this process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: demo test test-all install install-tests lint bench clean
 
@@ -30,11 +34,11 @@ demo: install
 
 ## make test: install with test extras, run the default suite (notebooks included)
 test: install-tests
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 ## make test-all: the default suite plus the slow, real-size tests
 test-all: install-tests
-	$(BIN)/python -m pytest -m ""
+	$(PYTEST) -m ""
 
 lint: install-tests
 	$(BIN)/ruff check sciml problems tests benchmarks
