@@ -77,9 +77,9 @@ def _compiles(caplog, fn):
 
 
 def test_repeated_solves_reuse_one_compilation(caplog):
-    # A mechanism parsed twice from the same text is the same mechanism: its solves and
-    # the direct fit's least squares compile once, then serve other constants, starts
-    # and data sets of the same shape.
+    # A mechanism parsed twice from the same text is the same mechanism: its solves, the
+    # direct fit's least squares and ES-MDA's forecasts compile once, then serve other
+    # constants, starts, keys and data sets of the same shape.
     text = "A <=> B ; k1f, k1b\nB -> C ; k2\n"
     m1, m2 = kin.Mechanism.from_text(text), kin.Mechanism.from_text(text)
     assert m1 == m2 and hash(m1) == hash(m2)
@@ -101,3 +101,9 @@ def test_repeated_solves_reuse_one_compilation(caplog):
         caplog, lambda: second.append(kin.DirectFit().estimate(m2, obs2, init_log_k=true - 0.5))
     ) == []
     assert np.all(np.isfinite(second[0].log_std))
+    # The ensemble's vmapped forecasts, likewise.
+    esmda = kin.ESMDA(n_members=20, alphas=(2.0, 2.0))
+    esmda.estimate(m1, obs, key=jax.random.key(0), init_log_k=true)
+    assert _compiles(
+        caplog, lambda: esmda.estimate(m2, obs2, key=jax.random.key(1), init_log_k=true + 0.1)
+    ) == []

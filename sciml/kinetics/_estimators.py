@@ -168,6 +168,11 @@ def _predicted(problem: _DirectProblem, theta, adjoint):
     )
 
 
+def _predicted_observed(problem: _DirectProblem, theta):
+    """The observed entries of the prediction, flattened (reverse-mode adjoint)."""
+    return _predicted(problem, theta, None).ravel()[problem.idx]
+
+
 def _observed(problem: _DirectProblem, theta):
     """The observed entries of the prediction, flattened (forward-mode differentiable)."""
     return _predicted(problem, theta, diffrax.ForwardMode()).ravel()[problem.idx]
@@ -396,12 +401,12 @@ class ESMDA(AbstractEstimator):
             col = np.where(col > 0, col, 1e-3)
             obs_std = jnp.asarray(np.broadcast_to(col, mags.shape).ravel()[np.asarray(idx)], dtype)
 
-        def forward(theta):
-            lk, ls = _split(theta, n_k)
-            return predict(
-                mechanism, observations, lk, ls, stepsize_controller=controller, solver=ode_solver
-            ).ravel()[idx]
-
+        # A module-level forward bound to a problem pytree (not a closure): the ensemble's
+        # compiled forecast is reused by every later call on the same design.
+        problem = _DirectProblem(
+            mechanism, observations, idx, y, jnp.ones((), dtype), ode_solver, controller
+        )
+        forward = eqx.Partial(_predicted_observed, problem)
         res = _ensemble.esmda(forward, prior, y, obs_std, alphas=self.alphas, key=kfit)
         members = np.asarray(res.members)
         ok = np.all(np.isfinite(np.asarray(res.predictions)), axis=1)
