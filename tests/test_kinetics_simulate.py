@@ -58,6 +58,33 @@ def test_forward_matches_scipy(name):
         np.testing.assert_allclose(ys[..., m.surface].sum(-1), 1.0, rtol=0, atol=1e-10)
 
 
+def test_float32_solves_with_tolerances_it_can_honour():
+    # JAX's default precision: rtol 1e-8 is below float32's rounding error and would stall
+    # the controller at its step budget; the default loosens to 1000 eps (1.2e-4). Checked
+    # against scipy in float64 and against the site balance, to that accuracy.
+    bench = kin.BENCHMARKS["dc"]
+    m = bench.mechanism
+    log_k, x0 = bench.log_k(m), bench.initial_states(m)[0]
+    ts = np.asarray(kin.paper_times(30))
+    with jax.enable_x64(False):
+        ys = kin.simulate(m, jnp.asarray(log_k), jnp.asarray(x0), jnp.asarray(ts))
+        assert ys.dtype == jnp.float32
+        sim = kin.Simulator(m)
+        np.testing.assert_array_equal(np.asarray(sim(log_k, x0, ts)), np.asarray(ys))
+    ref = kin.reference_solve(m, log_k, x0, ts)
+    np.testing.assert_allclose(np.asarray(ys), ref, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(ys)[:, m.surface].sum(-1), 1.0, rtol=0, atol=1e-5)
+    with jax.enable_x64(False):
+        obs = kin.Observations.make(
+            m, ts[None], np.asarray(ys)[None, :, :1], x0[None], species=[m.species[0]]
+        )
+        for estimator in (kin.DirectFit(), kin.ESMDA(), kin.KINN()):
+            with pytest.raises(ValueError, match="jax_enable_x64"):
+                estimator.estimate(m, obs, key=jax.random.key(0))
+        with pytest.raises(ValueError, match="jax_enable_x64"):
+            kin.synthetic_observations("g", "Q")
+
+
 def test_simulate_input_errors():
     m = kin.BENCHMARKS["g"].mechanism
     with pytest.raises(ValueError, match="log_k"):

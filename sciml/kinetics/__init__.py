@@ -36,6 +36,8 @@ from ._mechanism import (
 )
 from ._simulate import (
     Simulator as Simulator,
+    default_controller as default_controller,
+    default_solver as default_solver,
     mass_action as mass_action,
     rates as rates,
     reference_solve as reference_solve,

@@ -175,6 +175,11 @@ def synthetic_observations(
 
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; choose from {sorted(BENCHMARKS)}.")
+    if not jax.config.jax_enable_x64:
+        raise ValueError(
+            "synthetic_observations: the reference trajectories are solved at rtol 1e-11, "
+            "which needs float64; call jax.config.update('jax_enable_x64', True) first."
+        )
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}.")
     bench = BENCHMARKS[name]

@@ -42,6 +42,13 @@ def check_problem(mechanism, observations, init_log_k, where):
             f"{where}: `observations` must be sciml.kinetics.Observations (Observations.make), "
             f"got {type(observations).__name__}."
         )
+    if observations.x0.dtype != jnp.float64:
+        raise ValueError(
+            f"{where}: the observations are {observations.x0.dtype}, but the estimators need "
+            "float64 (their ODE tolerances, 1e-7 to 1e-11, are below float32's rounding "
+            "error). Call jax.config.update('jax_enable_x64', True) at start-up, before "
+            "building the Observations (the `sciml kinetics` command does this itself)."
+        )
     if observations.x0.shape[1] != mechanism.n_species:
         raise ValueError(
             f"{where}: the observations have {observations.x0.shape[1]} species in `x0` but the "

@@ -40,7 +40,7 @@ from ._estimators import (
     predict,
 )
 from ._lm import levenberg_marquardt
-from ._simulate import rhs
+from ._simulate import default_controller, rhs
 
 
 def simplex(u):
@@ -688,16 +688,14 @@ def mechanism_misfit(ode_rmse: float, surrogate_rmse: float, observations) -> bo
 
 
 def _ode_data_rmse(mechanism, observations, est) -> float:
-    """Data RMSE of the mechanism itself (stiff solve) at an estimate's constants."""
-    # Tolerances the data's precision can honour (float32 cannot reach 1e-8).
-    rtol = max(1e-8, 100 * float(jnp.finfo(observations.x0.dtype).eps))
+    """Data RMSE of the mechanism itself (`simulate`'s stiff default solve) at an
+    estimate's constants."""
     pred = predict(
         mechanism,
         observations,
         jnp.asarray(est.log_k),
         jnp.asarray(est.log_scale),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=1e-2 * rtol),
-        solver=diffrax.Kvaerno5(),
+        stepsize_controller=default_controller(observations.x0.dtype),
     )
     mask = np.asarray(observations.mask)
     resid = (np.asarray(pred) - np.asarray(observations.values))[mask]
