@@ -37,23 +37,27 @@ from sciml.kinetics._estimators import predict  # noqa: E402
 from sciml.kinetics._simulate import rhs  # noqa: E402
 
 
-def _closure_simulate(mechanism, log_k, x0, ts):
-    """The hand-written solve: a new closure for the field on every call."""
+def _closure_simulate(
+    mechanism, log_k, x0, ts, solver=None, controller=None, adjoint=None, max_steps=16384
+):
+    """The hand-written solve: a new closure for the field on every call (Kvaerno5 at
+    rtol 1e-8 unless told otherwise, as `simulate`)."""
 
     def field(t, x, args):
         return rhs(mechanism, args, x)
 
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
-        diffrax.Kvaerno5(),
+        diffrax.Kvaerno5() if solver is None else solver,
         t0=ts[0],
         t1=ts[-1],
         dt0=None,
         y0=x0,
         args=log_k,
         saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
-        max_steps=16384,
+        stepsize_controller=controller or diffrax.PIDController(rtol=1e-8, atol=1e-10),
+        adjoint=adjoint or diffrax.RecursiveCheckpointAdjoint(),
+        max_steps=max_steps,
     )
     return sol.ys
 
@@ -69,22 +73,9 @@ def _closure_direct_fit(mechanism, obs, init_log_k):
 
     def observed(theta):
         def one(x0, t):
-            def field(_, x, args):
-                return rhs(mechanism, args, x)
-
-            return diffrax.diffeqsolve(
-                diffrax.ODETerm(field),
-                diffrax.Tsit5(),
-                t0=t[0],
-                t1=t[-1],
-                dt0=None,
-                y0=x0,
-                args=theta,
-                saveat=diffrax.SaveAt(ts=t),
-                stepsize_controller=controller,
-                adjoint=diffrax.ForwardMode(),
-                max_steps=4096,
-            ).ys
+            return _closure_simulate(
+                mechanism, theta, x0, t, diffrax.Tsit5(), controller, diffrax.ForwardMode(), 4096
+            )
 
         states = jax.vmap(one)(obs.x0, obs.t)
         return obs.observe(states, jnp.zeros((0,))).ravel()[idx]

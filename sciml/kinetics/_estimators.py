@@ -175,14 +175,9 @@ def _predicted(problem: _DirectProblem, theta, adjoint):
     )
 
 
-def _predicted_observed(problem: _DirectProblem, theta):
-    """The observed entries of the prediction, flattened (reverse-mode adjoint)."""
-    return _predicted(problem, theta, None).ravel()[problem.idx]
-
-
-def _observed(problem: _DirectProblem, theta):
-    """The observed entries of the prediction, flattened (forward-mode differentiable)."""
-    return _predicted(problem, theta, diffrax.ForwardMode()).ravel()[problem.idx]
+def _observed(problem: _DirectProblem, theta, adjoint=None):
+    """The observed entries of the prediction, flattened (`adjoint`: as `simulate`)."""
+    return _predicted(problem, theta, adjoint).ravel()[problem.idx]
 
 
 @eqx.filter_jit
@@ -205,7 +200,8 @@ def _direct_params(psi, theta_ref, bound):
 
 def _direct_residual(psi, args):
     problem, theta_ref, bound = args
-    r = (_observed(problem, _direct_params(psi, theta_ref, bound)) - problem.y) / problem.sigma
+    theta = _direct_params(psi, theta_ref, bound)
+    r = (_observed(problem, theta, diffrax.ForwardMode()) - problem.y) / problem.sigma
     # A failed solve (absurd trial constants) reads as a large residual.
     return jnp.where(jnp.isfinite(r), r, 1e3)
 
@@ -413,7 +409,7 @@ class ESMDA(AbstractEstimator):
         problem = _DirectProblem(
             mechanism, observations, idx, y, jnp.ones((), dtype), ode_solver, controller
         )
-        forward = eqx.Partial(_predicted_observed, problem)
+        forward = eqx.Partial(_observed, problem)
         res = _ensemble.esmda(forward, prior, y, obs_std, alphas=self.alphas, key=kfit)
         members = np.asarray(res.members)
         ok = np.all(np.isfinite(np.asarray(res.predictions)), axis=1)
