@@ -13,9 +13,14 @@ data, 600 values):
 - `simulate`: one experiment's stiff solve (Kvaerno5) at new constants;
 - direct fit: optimistix Levenberg-Marquardt through a forward-mode Tsit5 solve, from a
   new first guess, then the Gauss-Newton Jacobian;
-- ES-MDA: 100 members, 4 assimilations, vmapped Tsit5 forecasts, from a new prior mean.
+- ES-MDA: 100 members, 4 assimilations, vmapped Tsit5 forecasts, from a new prior mean;
+- KINN with two seeds (width 8, 4 x 300 Adam steps, 100 Levenberg-Marquardt
+  steps, no polish; noise-free gas data): the second seed's time beside the first's. Its
+  Adam stages, Levenberg-Marquardt polish and Laplace covariance reuse the first seed's
+  programs; before, the polish and Laplace were closures per seed and the second seed
+  took 0.36-0.39x the first's time (`benchmarks/RESULTS.md`). `--no-kinn` skips this part (about 40 s).
 
-    python benchmarks/kinetics_reuse.py [--calls 4]
+    python benchmarks/kinetics_reuse.py [--calls 4] [--no-kinn]
 """
 
 import argparse
@@ -108,7 +113,11 @@ def _closure_esmda(mechanism, obs, init_log_k, key, n_members=100):
 
     def forward(theta):
         pred = predict(
-            mechanism, obs, theta, jnp.zeros((0,)), stepsize_controller=controller,
+            mechanism,
+            obs,
+            theta,
+            jnp.zeros((0,)),
+            stepsize_controller=controller,
             solver=diffrax.Tsit5(),
         )
         return pred.ravel()[idx]
@@ -128,14 +137,20 @@ def _timed(fn):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=4, help="calls per method (default 4)")
+    parser.add_argument("--no-kinn", action="store_true", help="skip the KINN seeds part")
     args = parser.parse_args(argv)
+    if not args.no_kinn:
+        # First, so that nothing it compiles is warm yet.
+        _kinn_seeds()
     mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
     rng = np.random.default_rng(0)
     starts = [true + rng.uniform(-0.8, 0.8, true.shape) for _ in range(args.calls)]
     x0, ts = obs.x0[0], obs.t[0]
 
-    print(f"g mechanism, {int(np.asarray(obs.mask).sum())} observed values, "
-          f"{args.calls} calls each; seconds per call (call 1 includes compilation)")
+    print(
+        f"g mechanism, {int(np.asarray(obs.mask).sum())} observed values, "
+        f"{args.calls} calls each; seconds per call (call 1 includes compilation)"
+    )
     rows = []
     for name, closure, library in (
         (
@@ -151,9 +166,11 @@ def main(argv=None):
         (
             "ES-MDA",
             lambda s: _closure_esmda(mech, obs, s, jax.random.key(1)),
-            lambda s: kin.ESMDA(n_members=100)
-            .estimate(mech, obs, key=jax.random.key(1), init_log_k=s)
-            .log_k,
+            lambda s: (
+                kin.ESMDA(n_members=100)
+                .estimate(mech, obs, key=jax.random.key(1), init_log_k=s)
+                .log_k
+            ),
         ),
     ):
         a = [_timed(lambda s=s: closure(s)) for s in starts]
@@ -169,8 +186,24 @@ def main(argv=None):
             later = float(np.mean(tt[1:])) if len(tt) > 1 else float("nan")
             print(f"{name:12s} {label:>22s} {tt[0]:8.3f} {later:8.3f} {sum(tt):8.2f}")
         later_ratio = np.mean(ta[1:]) / np.mean(tb[1:])
-        print(f"{name:12s} {'speed-up':>22s} {ta[0] / tb[0]:7.2f}x {later_ratio:7.0f}x "
-              f"{sum(ta) / sum(tb):7.2f}x")
+        print(
+            f"{name:12s} {'speed-up':>22s} {ta[0] / tb[0]:7.2f}x {later_ratio:7.0f}x "
+            f"{sum(ta) / sum(tb):7.2f}x"
+        )
+
+
+def _kinn_seeds():
+    mech, obs, true = kin.synthetic_observations("g", "Q")
+    kinn = kin.KINN(
+        width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, n_seeds=2, polish="never"
+    )
+    est = kinn.estimate(mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7]))
+    first, second = est.diagnostics["seed_wall_time_s"]
+    err = float(np.max(np.abs(est.log_k - true)))
+    print(
+        f"KINN, 2 seeds (g, noise-free gas data; largest ln k error {err:.1e}): first seed "
+        f"{first:.1f} s, second {second:.1f} s = {second / first:.2f}x the first"
+    )
 
 
 if __name__ == "__main__":

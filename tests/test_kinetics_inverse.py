@@ -1,5 +1,7 @@
 """Inverse problem: the three estimators recover ln k and report honest uncertainty."""
 
+import logging
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -82,13 +84,17 @@ def test_esmda_g_noisy_covers_truth():
     assert est.diagnostics["failed_members"] == 0
 
 
-def test_kinn_g_clean():
+def test_kinn_g_clean(caplog):
     mech, obs, true = kin.synthetic_observations("g", "Q")
-    est = kin.KINN(
-        width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, n_seeds=2, polish="never"
-    ).estimate(
-        mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7])
-    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), jax.log_compiles(True):
+        est = kin.KINN(
+            width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, n_seeds=2, polish="never"
+        ).estimate(mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7]))
+    # The second seed reuses the first one's compiled polish and Laplace covariance.
+    compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    for name in ("_linearise", "_trial", "_data_rows", "_laplace"):
+        assert sum(f"Compiling jit({name}) " in m for m in compiled) == 1, name
     # Two seeds: the estimate is their mean, its variance at least their spread.
     seeds = est.diagnostics["seed_log_k"]
     assert seeds.shape == (2, 2)

@@ -17,6 +17,7 @@ the whole parameter vector (networks, ln k, ln scales), marginalised to ln k.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import diffrax
@@ -39,7 +40,7 @@ from ._estimators import (
     observation_linearisation,
     predict,
 )
-from ._lm import levenberg_marquardt
+from ._lm import levenberg_marquardt, trial_step
 from ._simulate import default_controller, rhs
 
 
@@ -177,11 +178,12 @@ class KINN(AbstractEstimator):
       The Laplace covariance alone is far too confident where the surface states are
       unobserved (gas-only data on dc and dcs: 40 % and 14 % of the errors inside 2
       std), because different seeds settle in different optima; with 4 seeds, 90 % and
-      93 % (benchmarks/RESULTS.md). Costs `n_seeds` fits. Either way the reported
-      covariance is then raised to at least the mechanism's own posterior covariance at
-      the estimate (ODE Jacobian, the noise variance or else the ODE residual variance,
-      the prior), in every direction (`diagnostics["mechanism_covariance"]`: whether
-      that solve succeeded).
+      93 % (benchmarks/RESULTS.md). Costs `n_seeds` fits, though later seeds reuse the
+      first one's compiled programs (`diagnostics["seed_wall_time_s"]`: each seed's
+      time). Either way the reported covariance is then raised to at least the
+      mechanism's own posterior covariance at the estimate (ODE Jacobian, the noise
+      variance or else the ODE residual variance, the prior), in every direction
+      (`diagnostics["mechanism_covariance"]`: whether that solve succeeded).
     - `n_collocation`: extra uniformly spaced physics points per experiment (the
       observation times are always used).
     - `rcond`: eigenvalue floor of the Gauss-Newton matrix (relative), see
@@ -346,9 +348,18 @@ class KINN(AbstractEstimator):
         # single fit.
         keys = [key] + [jax.random.fold_in(key, s) for s in range(1, self.n_seeds)]
         optimisers = self._optimisers()
-        runs = [
-            self._estimate_one(mechanism, observations, k, init_log_k, optimisers) for k in keys
-        ]
+        t_col = self._collocation_times(observations)
+        # Built once per estimate: every seed reuses one compiled polish and Laplace.
+        least_squares = _SurrogateLeastSquares(observations, t_col)
+        runs, seed_times = [], []
+        for k in keys:
+            t_seed = time.perf_counter()
+            runs.append(
+                self._estimate_one(
+                    mechanism, observations, k, init_log_k, optimisers, t_col, least_squares
+                )
+            )
+            seed_times.append(time.perf_counter() - t_seed)
         if self.n_seeds == 1:
             theta, cov, fitted, diag = runs[0]
         else:
@@ -379,6 +390,7 @@ class KINN(AbstractEstimator):
         diag = dict(
             diag,
             wall_time_s=time.perf_counter() - t0,
+            seed_wall_time_s=seed_times,
             mechanism_covariance=mech_cov is not None,
             unidentified=[mechanism.constants[i] for i in unidentified],
         )
@@ -466,7 +478,22 @@ class KINN(AbstractEstimator):
         )
         return adam, optax.lbfgs()
 
-    def _estimate_one(self, mechanism, observations, key, init_log_k, optimisers):
+    def _collocation_times(self, observations):
+        """The physics points `(n_exp, n_times + n_collocation)`: the observation times and
+        `n_collocation` uniformly spaced ones per experiment."""
+        t_col = observations.t
+        if self.n_collocation:
+            t_scale = float(np.max(np.asarray(t_col))) or 1.0
+            extra = jnp.broadcast_to(
+                jnp.linspace(0.0, t_scale, self.n_collocation, dtype=t_col.dtype),
+                (t_col.shape[0], self.n_collocation),
+            )
+            t_col = jnp.concatenate([t_col, extra], axis=1)
+        return t_col
+
+    def _estimate_one(
+        self, mechanism, observations, key, init_log_k, optimisers, t_col, least_squares
+    ):
         """One fit from one seed: (theta, Laplace covariance, fitted, diagnostics)."""
         alphas = self.alphas
         if alphas is None:
@@ -483,13 +510,6 @@ class KINN(AbstractEstimator):
             model = eqx.tree_at(
                 lambda m: m.log_scale, model, jnp.asarray(ls, model.log_scale.dtype)
             )
-        t_col = observations.t
-        if self.n_collocation:
-            extra = jnp.broadcast_to(
-                jnp.linspace(0.0, model.t_scale, self.n_collocation, dtype=t_col.dtype),
-                (t_col.shape[0], self.n_collocation),
-            )
-            t_col = jnp.concatenate([t_col, extra], axis=1)
         adam, lbfgs = optimisers
         dtype = observations.x0.dtype
         stages = [
@@ -516,10 +536,8 @@ class KINN(AbstractEstimator):
         model = result.model
         lm_info = {}
         if self.lm_steps:
-            model, lm_info = self._levenberg_marquardt(
-                model, observations, t_col, init_log_k, alphas[-1]
-            )
-        cov, s2 = self._laplace(model, observations, t_col, alphas[-1])
+            model, lm_info = self._levenberg_marquardt(model, least_squares, init_log_k, alphas[-1])
+        cov, s2 = self._laplace(model, least_squares, alphas[-1])
         theta = np.concatenate([np.asarray(model.log_k), np.asarray(model.log_scale)])
         fitted = observations.observe(model.trajectories(observations.t), model.log_scale)
         hist = result.history
@@ -535,85 +553,46 @@ class KINN(AbstractEstimator):
         }
         return theta, cov, fitted, diag
 
-    def _levenberg_marquardt(self, model, observations, t_col, init_log_k, alpha):
+    def _levenberg_marquardt(self, model, least_squares, init_log_k, alpha):
         """Polishes every parameter (networks, ln k, ln scales) at once by
         Levenberg-Marquardt on the residual vector of the last stage's loss."""
         # Parameters ordered [net of experiment 0, net 1, ..., (ln k, ln scales)]: rows of
         # experiment e depend on its own network and the shared block only, so J^T J is
         # block-arrow and each block's Jacobian needs only that experiment's tangents.
-        n_exp = observations.t.shape[0]
-        nets = [
-            jax.tree.map(lambda x: x[e] if eqx.is_array(x) else x, model.nets) for e in range(n_exp)
-        ]
-        parts = [eqx.partition(net, eqx.is_inexact_array) for net in nets]
-        flats, unravel = zip(*(ravel_pytree(p) for p, _ in parts))
-        unravel, static = unravel[0], parts[0][1]
-        n_k = model.log_k.shape[0]
-        sizes = [f.shape[0] for f in flats]
-        bounds = np.cumsum([0, *sizes])
-        counts = _row_counts(observations, t_col)
-
-        def split(x):
-            shared = x[bounds[-1] :]
-            return [x[bounds[e] : bounds[e + 1]] for e in range(n_exp)], shared
-
-        def raw_rows(e, flat_e, shared):
-            net = eqx.combine(unravel(flat_e), static)
-            return _experiment_rows(
-                model, e, net, shared[:n_k], shared[n_k:], observations, t_col, alpha, counts
-            )
-
+        n_exp = least_squares.observations.t.shape[0]
+        flats = [_net_flat(model, e) for e in range(n_exp)]
+        bounds = tuple(int(b) for b in np.cumsum([0, *(f.shape[0] for f in flats)]))
         x0 = jnp.concatenate([*flats, model.log_k, model.log_scale])
+        dtype = x0.dtype
+        problem = _LMProblem(
+            model=model,
+            alpha=jnp.asarray(alpha, dtype),
+            inv_s=jnp.asarray(1.0, dtype),
+            k0=jnp.asarray(init_log_k, dtype),
+            inv_p=jnp.asarray(0.0 if self.prior_std is None else 1.0 / self.prior_std, dtype),
+            bounds=bounds,
+        )
         # The loss in units of its residual variance (as in `_laplace`), so that the prior
-        # on ln k below has its stated std against it.
-        per0, shared0 = split(x0)
-        r0 = jnp.concatenate([raw_rows(e, per0[e], shared0) for e in range(n_exp)])
-        inv_s = 1.0 / np.sqrt(_residual_variance(np.asarray(r0), x0.shape[0]))
-        k0 = jnp.asarray(init_log_k, x0.dtype)
-        inv_p = 0.0 if self.prior_std is None else 1.0 / self.prior_std
-
-        def rows(e, flat_e, shared):
-            return inv_s * raw_rows(e, flat_e, shared)
-
-        def residuals(x):
-            per, shared = split(x)
-            prior = inv_p * (shared[:n_k] - k0)
-            return jnp.concatenate([*(rows(e, per[e], shared) for e in range(n_exp)), prior])
-
-        def linearise(x):
-            per, shared = split(x)
-            p = x.shape[0]
-            a = jnp.zeros((p, p), x.dtype)
-            g = jnp.zeros((p,), x.dtype)
-            rs = []
-            for e in range(n_exp):
-                r_e = rows(e, per[e], shared)
-                j_net, j_sh = jax.jacfwd(lambda f, s: rows(e, f, s), argnums=(0, 1))(per[e], shared)
-                lo, hi = bounds[e], bounds[e + 1]
-                cross = j_net.T @ j_sh
-                a = a.at[lo:hi, lo:hi].set(j_net.T @ j_net)
-                a = a.at[lo:hi, bounds[-1] :].set(cross)
-                a = a.at[bounds[-1] :, lo:hi].set(cross.T)
-                a = a.at[bounds[-1] :, bounds[-1] :].add(j_sh.T @ j_sh)
-                g = g.at[lo:hi].set(j_net.T @ r_e)
-                g = g.at[bounds[-1] :].add(j_sh.T @ r_e)
-                rs.append(r_e)
-            # Gaussian prior N(first guess, prior_std^2) on ln k.
-            ik = np.arange(bounds[-1], bounds[-1] + n_k)
-            prior = inv_p * (shared[:n_k] - k0)
-            a = a.at[ik, ik].add(inv_p**2)
-            g = g.at[ik].add(inv_p * prior)
-            return jnp.concatenate([*rs, prior]), a, g
-
+        # on ln k has its stated std against it.
+        r0 = np.asarray(least_squares.data_rows(problem, x0))
+        inv_s = 1.0 / np.sqrt(_residual_variance(r0, x0.shape[0]))
+        problem = eqx.tree_at(lambda p: p.inv_s, problem, jnp.asarray(inv_s, dtype))
         t0 = time.perf_counter()
         x, info = levenberg_marquardt(
-            residuals, x0, max_steps=self.lm_steps, linearise=linearise, progress=self.progress
+            functools.partial(least_squares._residuals, problem),
+            x0,
+            max_steps=self.lm_steps,
+            linearise=functools.partial(least_squares.linearise, problem),
+            trial=functools.partial(least_squares.trial, problem),
+            progress=self.progress,
         )
         info = {f"lm_{k}": v for k, v in info.items()}
         info["lm_s"] = time.perf_counter() - t0
-        per, shared = split(x)
+        per, shared = _lm_split(problem, x)
+        unravel = ravel_pytree(eqx.filter(_net(model, 0), eqx.is_inexact_array))[1]
         stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[unravel(f) for f in per])
         net_static = eqx.partition(model.nets, eqx.is_inexact_array)[1]
+        n_k = model.log_k.shape[0]
         model = eqx.tree_at(
             lambda m: (m.nets, m.log_k, m.log_scale),
             model,
@@ -621,29 +600,24 @@ class KINN(AbstractEstimator):
         )
         return model, info
 
-    def _laplace(self, model, observations, t_col, alpha):
+    def _laplace(self, model, least_squares, alpha):
         """Gauss-Newton covariance of (ln k, ln scales), marginalised over the networks."""
-        params, static = eqx.partition(model, eqx.is_inexact_array)
-        flat, unravel = ravel_pytree(params)
+        params = eqx.filter(model, eqx.is_inexact_array)
         marks = jax.tree.map(jnp.zeros_like, params)
         marks = eqx.tree_at(
             lambda m: (m.log_k, m.log_scale),
             marks,
             replace=(
-                jnp.arange(1, model.log_k.shape[0] + 1, dtype=flat.dtype),
-                jnp.arange(1, model.log_scale.shape[0] + 1, dtype=flat.dtype)
+                jnp.arange(1, model.log_k.shape[0] + 1, dtype=model.log_k.dtype),
+                jnp.arange(1, model.log_scale.shape[0] + 1, dtype=model.log_k.dtype)
                 + model.log_k.shape[0],
             ),
         )
         marks = np.asarray(ravel_pytree(marks)[0])
         # Positions of ln k then ln scales in the flat vector, in their own order.
         head = np.argsort(np.where(marks > 0, marks, np.inf))[: int((marks > 0).sum())]
-
-        def residuals(flat):
-            return _residual_vector(eqx.combine(unravel(flat), static), observations, t_col, alpha)
-
-        jac = np.asarray(jax.jit(jax.jacfwd(residuals))(flat))
-        r = np.asarray(residuals(flat))
+        jac, r = least_squares.laplace(model, jnp.asarray(alpha, model.log_k.dtype))
+        jac, r = np.asarray(jac), np.asarray(r)
         n, p = jac.shape
         s2 = _residual_variance(r, p)
         if self.prior_std is not None:
@@ -658,6 +632,133 @@ class KINN(AbstractEstimator):
         cov = gauss_newton_covariance(jac, s2, rcond=self.rcond, unidentified_var=None)
         cov = cov[np.ix_(head, head)]
         return cov, s2
+
+
+class _LMProblem(eqx.Module):
+    """One seed's polish problem in the flat parameter vector `[net 0, ..., net n-1,
+    ln k, ln scales]` (`bounds`: where each net's block starts), as a pytree."""
+
+    model: KINNSurrogate
+    alpha: jax.Array
+    inv_s: jax.Array
+    k0: jax.Array
+    inv_p: jax.Array
+    bounds: tuple = eqx.field(static=True)
+
+
+def _net(model, e):
+    """Experiment `e`'s network, sliced from the stacked ones."""
+    return jax.tree.map(lambda x: x[e] if eqx.is_array(x) else x, model.nets)
+
+
+def _net_flat(model, e):
+    return ravel_pytree(eqx.filter(_net(model, e), eqx.is_inexact_array))[0]
+
+
+def _observed_rows(observations):
+    """Per experiment, the flat indices of its observed entries."""
+    mask = np.asarray(observations.mask)
+    return tuple(jnp.asarray(np.flatnonzero(m.ravel())) for m in mask)
+
+
+def _lm_split(problem, x):
+    b = problem.bounds
+    return [x[b[e] : b[e + 1]] for e in range(len(b) - 1)], x[b[-1] :]
+
+
+class _SurrogateLeastSquares:
+    """The surrogate's loss as a residual vector on one data set: the functions of the
+    Levenberg-Marquardt polish and of the Laplace covariance.
+
+    The data are closed over, so they are compile-time constants (on g, XLA ran the
+    polish's Jacobians 2.2x faster with them folded in than with them as arguments).
+    One instance serves every seed of an estimate: its functions keep their identity,
+    so each program compiles once (`_LMProblem` carries what differs between seeds).
+    """
+
+    def __init__(self, observations, t_col):
+        self.observations = observations
+        self.t_col = t_col
+        self.rows_idx = _observed_rows(observations)
+        self.counts = _row_counts(observations, t_col)
+        # Compiled programs of this instance (freed with it, unlike jit-cache entries
+        # keyed on a static argument): `fn(problem, ...)`.
+        self.data_rows = eqx.filter_jit(self._data_rows)
+        self.laplace = eqx.filter_jit(self._laplace)
+        self.linearise = eqx.filter_jit(self._linearise)
+        self.trial = eqx.filter_jit(self._trial)
+
+    def _rows(self, problem, e, flat_e, shared):
+        """Experiment `e`'s rows (in units of the residual std) from its own block."""
+        params, static = eqx.partition(_net(problem.model, e), eqx.is_inexact_array)
+        net = eqx.combine(ravel_pytree(params)[1](flat_e), static)
+        n_k = problem.k0.shape[0]
+        rows = _experiment_rows(
+            problem.model,
+            e,
+            net,
+            shared[:n_k],
+            shared[n_k:],
+            self.observations,
+            self.t_col,
+            problem.alpha,
+            self.counts,
+            self.rows_idx[e],
+        )
+        return problem.inv_s * rows
+
+    def _data_rows(self, problem, x):
+        per, shared = _lm_split(problem, x)
+        return jnp.concatenate([self._rows(problem, e, f, shared) for e, f in enumerate(per)])
+
+    def _residuals(self, problem, x):
+        n_k = problem.k0.shape[0]
+        # Gaussian prior N(first guess, prior_std^2) on ln k.
+        prior = problem.inv_p * (x[problem.bounds[-1] :][:n_k] - problem.k0)
+        return jnp.concatenate([self._data_rows(problem, x), prior])
+
+    def _trial(self, problem, x, a, g, scale, mu):
+        return trial_step(functools.partial(self._residuals, problem), x, a, g, scale, mu)
+
+    def _linearise(self, problem, x):
+        """`(r, J^T J, J^T r)`, assembled block by experiment (block-arrow J^T J)."""
+        per, shared = _lm_split(problem, x)
+        b = problem.bounds
+        n_k = problem.k0.shape[0]
+        p = x.shape[0]
+        a = jnp.zeros((p, p), x.dtype)
+        g = jnp.zeros((p,), x.dtype)
+        rs = []
+        for e, flat_e in enumerate(per):
+            r_e = self._rows(problem, e, flat_e, shared)
+            j_net, j_sh = jax.jacfwd(
+                lambda f, s, e=e: self._rows(problem, e, f, s), argnums=(0, 1)
+            )(flat_e, shared)
+            lo, hi = b[e], b[e + 1]
+            cross = j_net.T @ j_sh
+            a = a.at[lo:hi, lo:hi].set(j_net.T @ j_net)
+            a = a.at[lo:hi, b[-1] :].set(cross)
+            a = a.at[b[-1] :, lo:hi].set(cross.T)
+            a = a.at[b[-1] :, b[-1] :].add(j_sh.T @ j_sh)
+            g = g.at[lo:hi].set(j_net.T @ r_e)
+            g = g.at[b[-1] :].add(j_sh.T @ r_e)
+            rs.append(r_e)
+        ik = np.arange(b[-1], b[-1] + n_k)
+        prior = problem.inv_p * (shared[:n_k] - problem.k0)
+        a = a.at[ik, ik].add(problem.inv_p**2)
+        g = g.at[ik].add(problem.inv_p * prior)
+        return jnp.concatenate([*rs, prior]), a, g
+
+    def _laplace(self, model, alpha):
+        """The Jacobian of the loss's residual vector in every parameter, and the vector."""
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        flat, unravel = ravel_pytree(params)
+
+        def residuals(f):
+            m = eqx.combine(unravel(f), static)
+            return _residual_vector(m, self.observations, self.t_col, alpha, self.rows_idx)
+
+        return jax.jacfwd(residuals)(flat), residuals(flat)
 
 
 def _at_least(a, b):
@@ -703,15 +804,27 @@ def _ode_data_rmse(mechanism, observations, est) -> float:
     return rmse if np.isfinite(rmse) else float("inf")
 
 
-def _residual_vector(model, observations, t_col, alpha):
-    """The loss as a residual vector: `|r|^2 = J_m + alpha J_d` (Gauss-Newton form)."""
-    counts = _row_counts(observations, t_col)
+def _residual_vector(model, observations, t_col, alpha, rows_idx=None):
+    """The loss as a residual vector: `|r|^2 = J_m + alpha J_d` (Gauss-Newton form).
+    `rows_idx`: `_observed_rows(observations)` (computed here if None; pass it when
+    tracing, where the mask is not concrete)."""
+    if rows_idx is None:
+        rows_idx = _observed_rows(observations)
+    counts = _row_counts(observations, t_col, rows_idx)
     rows = []
     for e in range(observations.t.shape[0]):
-        net = jax.tree.map(lambda x: x[e] if eqx.is_array(x) else x, model.nets)
         rows.append(
             _experiment_rows(
-                model, e, net, model.log_k, model.log_scale, observations, t_col, alpha, counts
+                model,
+                e,
+                _net(model, e),
+                model.log_k,
+                model.log_scale,
+                observations,
+                t_col,
+                alpha,
+                counts,
+                rows_idx[e],
             )
         )
     return jnp.concatenate(rows)
@@ -724,16 +837,21 @@ def _residual_variance(r, p):
     return float(r @ r) / max(n - p, max(n // 10, 1))
 
 
-def _row_counts(observations, t_col):
-    """Numbers of physics, data and initial-state residuals over all experiments."""
+def _row_counts(observations, t_col, rows_idx=None):
+    """Numbers of physics, data and initial-state residuals over all experiments
+    (`rows_idx`: `_observed_rows(observations)`, needed where the mask is traced)."""
     n_exp, n_species = observations.x0.shape
-    return t_col.size * n_species, int(np.asarray(observations.mask).sum()), n_exp * n_species
+    if rows_idx is None:
+        n_d = int(np.asarray(observations.mask).sum())
+    else:
+        n_d = sum(int(i.shape[0]) for i in rows_idx)
+    return t_col.size * n_species, n_d, n_exp * n_species
 
 
-def _experiment_rows(model, e, net, log_k, log_scale, observations, t_col, alpha, counts):
+def _experiment_rows(model, e, net, log_k, log_scale, observations, t_col, alpha, counts, idx):
     """Experiment `e`'s rows of the loss as a residual vector, from its network alone:
-    physics, data and initial state, weighted so that the squares sum to its share of
-    `J_m + alpha J_d`."""
+    physics, data (its observed entries `idx`) and initial state, weighted so that the
+    squares sum to its share of `J_m + alpha J_d`."""
     n_m, n_d, n_ic = counts
 
     def phys(ti):
@@ -743,11 +861,10 @@ def _experiment_rows(model, e, net, log_k, log_scale, observations, t_col, alpha
     r_m = jax.vmap(phys)(t_col[e]).ravel()
     x = jax.vmap(lambda ti: model.state(e, net, ti))(observations.t[e])
     pred = observations.observe(x, log_scale)
-    idx = jnp.asarray(np.flatnonzero(np.asarray(observations.mask)[e].ravel()))
     r_d = (pred - observations.values[e]).ravel()[idx]
     r_ic = x[0] - observations.x0[e]
     return jnp.concatenate(
-        [r_m / np.sqrt(n_m), np.sqrt(alpha / n_d) * r_d, np.sqrt(alpha / n_ic) * r_ic]
+        [r_m / np.sqrt(n_m), jnp.sqrt(alpha / n_d) * r_d, jnp.sqrt(alpha / n_ic) * r_ic]
     )
 
 

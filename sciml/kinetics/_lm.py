@@ -8,6 +8,7 @@ that re-linearise for every trial.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -26,12 +27,25 @@ def dense_normal_equations(residuals: Callable) -> Callable:
     return linearise
 
 
+def trial_step(residuals: Callable, x, a, g, scale, mu):
+    """One damped Gauss-Newton trial from `x` (`a = J^T J`, `g = J^T r`, damping
+    `mu * scale`): `(step, |r(x + step)|^2 / 2, predicted decrease)`."""
+    lhs = a + jnp.diag(mu * scale)
+    chol = jax.scipy.linalg.cho_factor(lhs)
+    step = -jax.scipy.linalg.cho_solve(chol, g)
+    r_new = residuals(x + step)
+    # Predicted decrease of the quadratic model, 0.5 * step^T (mu D step - g) >= 0.
+    predicted = 0.5 * step @ (mu * scale * step - g)
+    return step, 0.5 * r_new @ r_new, predicted
+
+
 def levenberg_marquardt(
     residuals: Callable,
     x0,
     *,
     max_steps: int,
     linearise: Callable | None = None,
+    trial: Callable | None = None,
     gtol: float = 1e-10,
     xtol: float = 1e-12,
     ftol: float = 1e-10,
@@ -45,21 +59,17 @@ def levenberg_marquardt(
     mode). Stops after `max_steps` accepted steps, or when `max|J^T r| < gtol`, a step is
     below `xtol` relative to `x`, or both the actual and the predicted relative decrease
     of the loss are below `ftol` (MINPACK's tests). `progress` shows a tqdm bar with the
-    loss and the damping. `info` has `steps` (accepted), `trials`, `loss_before`, `loss_after` (both
-    `|r|^2`), `converged`.
+    loss and the damping. `linearise` and `trial(x, a, g, scale, mu)` (default:
+    `trial_step` on `residuals`) are jitted here unless given: pass compiled ones (e.g.
+    `functools.partial`s of `equinox.filter_jit`-ed functions) for several calls on one
+    problem to compile once. `info` has `steps` (accepted),
+    `trials`, `loss_before`, `loss_after` (both `|r|^2`), `converged`.
     """
     x0 = jnp.asarray(x0)
-    linearise = jax.jit(dense_normal_equations(residuals) if linearise is None else linearise)
-
-    @jax.jit
-    def trial(x, a, g, scale, mu):
-        lhs = a + jnp.diag(mu * scale)
-        chol = jax.scipy.linalg.cho_factor(lhs)
-        step = -jax.scipy.linalg.cho_solve(chol, g)
-        r_new = residuals(x + step)
-        # Predicted decrease of the quadratic model, 0.5 * step^T (mu D step - g) >= 0.
-        predicted = 0.5 * step @ (mu * scale * step - g)
-        return step, 0.5 * r_new @ r_new, predicted
+    if linearise is None:
+        linearise = jax.jit(dense_normal_equations(residuals))
+    if trial is None:
+        trial = jax.jit(functools.partial(trial_step, residuals))
 
     x = x0
     r, a, g = linearise(x)
