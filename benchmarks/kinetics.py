@@ -10,7 +10,7 @@ efficient unbiased estimator under that noise).
     python benchmarks/kinetics.py [--mechanisms g da dc dcs] [--estimators direct esmda kinn]
                                   [--kinn-steps 3000] [--kinn-alphas 1 10 ...]
                                   [--kinn-lm-steps 300] [--kinn-seeds 1]
-                                  [--kinn-polish [auto|always|never]]
+                                  [--kinn-polish [auto|always|never]] [--direct-starts 4]
                                   [--seed 0] [--noise-draws 1]
                                   [--markdown benchmarks/kinetics.md]
 """
@@ -35,35 +35,56 @@ def main(argv=None):
     p.add_argument("--estimators", nargs="+", default=["direct", "esmda", "kinn"])
     p.add_argument("--kinn-steps", type=int, default=3000)
     p.add_argument(
-        "--kinn-alphas", type=float, nargs="+", default=None,
+        "--kinn-alphas",
+        type=float,
+        nargs="+",
+        default=None,
         help="KINN's Adam-stage data weights (default: 1 to 1000; to 100 on noisy data)",
     )
     p.add_argument(
-        "--kinn-lm-steps", type=int, default=None,
+        "--kinn-lm-steps",
+        type=int,
+        default=None,
         help="KINN's Levenberg-Marquardt steps (default: KINN's own, 300; 0 = Adam + L-BFGS only)",
     )
     p.add_argument(
-        "--kinn-seeds", type=int, default=1,
+        "--kinn-seeds",
+        type=int,
+        default=1,
         help="KINN fits per cell from different network seeds (mean and spread)",
     )
     p.add_argument(
-        "--kinn-polish", nargs="?", const="always", default="auto",
+        "--kinn-polish",
+        nargs="?",
+        const="always",
+        default="auto",
         choices=("auto", "always", "never"),
         help="KINN(polish=...): refine the surrogate's constants by the ODE-constrained fit "
         "when the mechanism misfits at them or leaves a constant unidentified (auto, KINN's "
         "default), always (also plain "
         "--kinn-polish) or never (the surrogate alone)",
     )
+    p.add_argument(
+        "--direct-starts",
+        type=int,
+        default=None,
+        help="DirectFit(n_starts=...): first guesses of the direct fit, the best misfit "
+        "kept (default: DirectFit's own, 4)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--noise-draws", type=int, default=1,
+        "--noise-draws",
+        type=int,
+        default=1,
         help="average each cell over this many seeds (noise draws and first guesses) from "
         "--seed on: a single draw of 2-14 constants is far from the mean error",
     )
     p.add_argument("--markdown", default=None)
     args = p.parse_args(argv)
     makers = {
-        "direct": lambda: kin.DirectFit(),
+        "direct": lambda: kin.DirectFit(
+            **({} if args.direct_starts is None else {"n_starts": args.direct_starts})
+        ),
         "esmda": lambda: kin.ESMDA(),
         "kinn": lambda: kin.KINN(
             steps_per_stage=args.kinn_steps,
@@ -112,12 +133,18 @@ def main(argv=None):
                 print(row, flush=True)
                 rows.append(row)
                 if m.get("unidentified") or m.get("mechanism_misfit"):
-                    print(f"  mechanism check: misfit {m['mechanism_misfit']}, unidentified "
-                          f"{m['unidentified']}", flush=True)
+                    print(
+                        f"  mechanism check: misfit {m['mechanism_misfit']}, unidentified "
+                        f"{m['unidentified']}",
+                        flush=True,
+                    )
                 if "polish_start" in m:
                     starts = ", ".join(f"{k} {v:.3g}" for k, v in m["polish_starts"].items())
-                    print(f"  polish kept the start '{m['polish_start']}' (data RMSE by start: "
-                          f"{starts})", flush=True)
+                    print(
+                        f"  polish kept the start '{m['polish_start']}' (data RMSE by start: "
+                        f"{starts})",
+                        flush=True,
+                    )
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(rows) + "\n")

@@ -98,7 +98,9 @@ def test_fit_direct_recovers_constants(files):
         assert abs(np.log(est[name]["value"]) - np.log(k)) < 1e-2
         assert est[name]["log_std"] >= 0
     assert (out / "parity.png").stat().st_size > 0
-    assert "ka" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "ka" in report
+    assert "least squares from 4 first guesses" in report
 
 
 @pytest.mark.parametrize(

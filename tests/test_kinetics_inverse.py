@@ -51,6 +51,36 @@ def test_direct_fit_flags_unidentifiable_constant():
     assert est.log_std[0] < 1e-2
 
 
+def test_direct_fit_restarts_from_a_flat_first_guess():
+    # A -> B with k = 1, A observed on [0, 3]. From ln k = 6 (k = 403) the model's A is
+    # ~0 at every observed time after t = 0, so the misfit is flat there and one fit
+    # stays put (honestly unidentified). Extra starts drawn around the guess reach the
+    # true constant; the fit kept is the one with the smallest misfit.
+    mech = kin.Mechanism.from_text("A -> B ; k\n")
+    ts = jnp.linspace(0.0, 3.0, 13)
+    x0 = jnp.array([1.0, 0.0])
+    ys = np.exp(-np.asarray(ts))[None, :, None]
+    obs = kin.Observations.make(mech, ts[None], ys, x0[None], species=["A"])
+    one = kin.DirectFit(n_starts=1).estimate(mech, obs, init_log_k=np.array([6.0]))
+    assert abs(one.log_k[0]) > 5 and one.log_std[0] > 1e3
+    assert "start" not in one.diagnostics
+    many = kin.DirectFit(n_starts=4, start_std=4.0).estimate(
+        mech, obs, key=jax.random.key(0), init_log_k=np.array([6.0])
+    )
+    np.testing.assert_allclose(many.log_k, 0.0, rtol=0, atol=1e-6)
+    rmse = many.diagnostics["start_rmse"]
+    assert len(rmse) == 4 and rmse[many.diagnostics["start"]] == min(rmse)
+    assert many.diagnostics["data_rmse"] < 1e-6 < rmse[0]
+    # Without a key the extra starts come from jax.random.key(0): the same numbers.
+    again = kin.DirectFit(n_starts=4, start_std=4.0).estimate(
+        mech, obs, init_log_k=np.array([6.0])
+    )
+    np.testing.assert_array_equal(again.log_k, many.log_k)
+    for bad in (dict(n_starts=0), dict(n_starts=2.0), dict(start_std=0.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            kin.DirectFit(**bad)
+
+
 def test_cramer_rao_matches_the_closed_form_fisher_information():
     # A -> B with A observed: dA/d ln k = -k t A0 exp(-k t), so the Fisher information of
     # ln k is sum_t (k t A0 exp(-k t))^2 / sigma^2. The unobserved, uncoupled C -> D

@@ -421,6 +421,13 @@ def _report(path, args, mech, est, wall):
             f"- ODE-constrained polish: kept the start '{est.diagnostics['polish_start']}' "
             f"(data RMSE by start: {starts})"
         )
+    if "start_rmse" in est.diagnostics:
+        rmse = ", ".join(f"{v:.4g}" for v in est.diagnostics["start_rmse"])
+        lines.append(
+            f"- least squares from {len(est.diagnostics['start_rmse'])} first guesses (the "
+            f"given one, then random ones around it): kept #{est.diagnostics['start']} "
+            f"(data RMSE by start: {rmse})"
+        )
     lines += [
         "",
         "| constant | k | ln k | std of ln k |",

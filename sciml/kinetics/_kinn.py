@@ -416,7 +416,7 @@ class KINN(AbstractEstimator):
             starts.append(("first guess", np.asarray(init_log_k)))
             fits = []
             for name, log_k in starts:
-                d = DirectFit().estimate(mechanism, observations, init_log_k=log_k)
+                d = DirectFit(n_starts=1).estimate(mechanism, observations, init_log_k=log_k)
                 fits.append((name, d))
             rmse = [float(d.diagnostics["data_rmse"]) for _, d in fits]
             order = np.argsort([r if np.isfinite(r) else np.inf for r in rmse], kind="stable")
