@@ -18,7 +18,7 @@ data, 600 values):
   steps, no polish; noise-free gas data): the second seed's time beside the first's. Its
   Adam stages, Levenberg-Marquardt polish and Laplace covariance reuse the first seed's
   programs; before, the polish and Laplace were closures per seed and the second seed
-  took 0.36-0.39x the first's time (`benchmarks/RESULTS.md`). `--no-kinn` skips this
+  took 0.36-0.49x the first's time (`benchmarks/RESULTS.md`). `--no-kinn` skips this
   part (about 40 s).
 
     python benchmarks/kinetics_reuse.py [--calls 4] [--no-kinn]

@@ -666,6 +666,44 @@ def _lm_split(problem, x):
     return [x[b[e] : b[e + 1]] for e in range(len(b) - 1)], x[b[-1] :]
 
 
+class _Hashed:
+    """The non-array part of some arguments, hashable by its tree structure and leaves."""
+
+    def __init__(self, tree):
+        self.tree = tree
+        leaves, self._def = jax.tree.flatten(tree)
+        self._leaves = tuple(leaves)
+        self._hash = hash((self._def, self._leaves))
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, _Hashed) and self._def == other._def and self._leaves == other._leaves
+        )
+
+
+def _owned_jit(fn):
+    """`jax.jit` of `fn` for pytree arguments (arrays traced, the rest static), with the
+    compiled programs owned by the returned function. `equinox.filter_jit` passes `fn`
+    itself as a static argument of one module-wide jitted function, so the cache entry
+    (and the data `fn` closes over) lives until evicted; measured: every
+    `_SurrogateLeastSquares` of a session stayed alive."""
+
+    def inner(dynamic, static):
+        return fn(*eqx.combine(dynamic, static.tree))
+
+    inner.__name__ = inner.__qualname__ = fn.__name__  # in JAX's compile log
+    jitted = jax.jit(inner, static_argnums=1)
+
+    def call(*args):
+        dynamic, static = eqx.partition(args, eqx.is_array)
+        return jitted(dynamic, _Hashed(static))
+
+    return call
+
+
 class _SurrogateLeastSquares:
     """The surrogate's loss as a residual vector on one data set: the functions of the
     Levenberg-Marquardt polish and of the Laplace covariance.
@@ -681,12 +719,11 @@ class _SurrogateLeastSquares:
         self.t_col = t_col
         self.rows_idx = _observed_rows(observations)
         self.counts = _row_counts(observations, t_col)
-        # Compiled programs of this instance (freed with it, unlike jit-cache entries
-        # keyed on a static argument): `fn(problem, ...)`.
-        self.data_rows = eqx.filter_jit(self._data_rows)
-        self.laplace = eqx.filter_jit(self._laplace)
-        self.linearise = eqx.filter_jit(self._linearise)
-        self.trial = eqx.filter_jit(self._trial)
+        # Compiled programs owned by this instance, collected with it and its data.
+        self.data_rows = _owned_jit(self._data_rows)
+        self.laplace = _owned_jit(self._laplace)
+        self.linearise = _owned_jit(self._linearise)
+        self.trial = _owned_jit(self._trial)
 
     def _rows(self, problem, e, flat_e, shared):
         """Experiment `e`'s rows (in units of the residual std) from its own block."""
