@@ -582,7 +582,7 @@ class KINN(AbstractEstimator):
             functools.partial(least_squares._residuals, problem),
             x0,
             max_steps=self.lm_steps,
-            linearise=functools.partial(least_squares.linearise, problem),
+            linearise=functools.partial(least_squares.normal_equations, problem),
             trial=functools.partial(least_squares.trial, problem),
             progress=self.progress,
         )
@@ -722,7 +722,7 @@ class _SurrogateLeastSquares:
         # Compiled programs owned by this instance, collected with it and its data.
         self.data_rows = _owned_jit(self._data_rows)
         self.laplace = _owned_jit(self._laplace)
-        self.linearise = _owned_jit(self._linearise)
+        self.normal_equations = _owned_jit(self._normal_equations)
         self.trial = _owned_jit(self._trial)
 
     def _rows(self, problem, e, flat_e, shared):
@@ -757,7 +757,7 @@ class _SurrogateLeastSquares:
     def _trial(self, problem, x, a, g, scale, mu):
         return trial_step(functools.partial(self._residuals, problem), x, a, g, scale, mu)
 
-    def _linearise(self, problem, x):
+    def _normal_equations(self, problem, x):
         """`(r, J^T J, J^T r)`, assembled block by experiment (block-arrow J^T J)."""
         per, shared = _lm_split(problem, x)
         b = problem.bounds
