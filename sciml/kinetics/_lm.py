@@ -60,10 +60,10 @@ def levenberg_marquardt(
     below `xtol` relative to `x`, or both the actual and the predicted relative decrease
     of the loss are below `ftol` (MINPACK's tests). `progress` shows a tqdm bar with the
     loss and the damping. `linearise` and `trial(x, a, g, scale, mu)` (default:
-    `trial_step` on `residuals`) are jitted here unless given: pass compiled ones (e.g.
-    `functools.partial`s of `equinox.filter_jit`-ed functions) for several calls on one
-    problem to compile once. `info` has `steps` (accepted),
-    `trials`, `loss_before`, `loss_after` (both `|r|^2`), `converged`.
+    `trial_step` on `residuals`) are jitted here unless given; pass compiled ones, kept
+    across calls, for several calls on one problem to compile once (as KINN does for
+    its seeds). `info` has `steps` (accepted), `trials`, `loss_before`, `loss_after`
+    (both `|r|^2`), `converged`.
     """
     x0 = jnp.asarray(x0)
     if linearise is None:
