@@ -149,6 +149,37 @@ def test_loss_terms_and_masking(getkey):
     assert found.names == ("u", "u_x") and np.isfinite(found.error)
 
 
+def test_hidden_samples_are_the_surrogates_values_and_hold_nothing(getkey, caplog):
+    import gc
+    import logging
+    import weakref
+
+    X, T, U = wave_data()
+    problem = HiddenTermPDE(known, X, T, U, x_span=(0, 1), t_span=(0, 1),
+                            hidden_inputs=("u", "u_x"))
+    model = problem.model(key=getkey())
+    samples = problem.hidden_samples(model, nx=5, nt=3)
+    # Independent of local_derivatives: the surrogate and its x-derivative by jax.grad
+    # at the grid points, in meshgrid's (t-major) order.
+    xg, tg = np.meshgrid(np.linspace(0, 1, 5), np.linspace(0, 1, 3))
+    u = model.surrogate
+    for row, (xi, ti) in zip(samples, zip(xg.ravel(), tg.ravel())):
+        xi, ti = jnp.asarray(xi, U.dtype), jnp.asarray(ti, U.dtype)
+        np.testing.assert_allclose(row, [u(xi, ti), jax.grad(u)(xi, ti)], rtol=1e-6, atol=1e-9)
+    # A second problem of the same shapes (other data) reuses the program, and neither
+    # problem nor its data stays alive in JAX's caches.
+    other = HiddenTermPDE(known, X, T, 2 * U, x_span=(0, 1), t_span=(0, 1),
+                          hidden_inputs=("u", "u_x"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), jax.log_compiles(True):
+        other.hidden_samples(model, nx=5, nt=3)
+    assert not [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    alive = weakref.ref(other)
+    del other
+    gc.collect()
+    assert alive() is None
+
+
 @pytest.mark.parametrize(
     "change, match",
     [

@@ -656,12 +656,7 @@ class HiddenTermPDE(eqx.Module):
         x = jnp.linspace(*self.x_span, nx, dtype=self.u_obs.dtype)
         t = jnp.linspace(*self.t_span, nt, dtype=self.u_obs.dtype)
         X, T = (v.ravel() for v in jnp.meshgrid(x, t))
-        fn = eqx.filter_jit(
-            lambda m, X, T: jax.vmap(
-                lambda xi, ti: self.hidden_input(local_derivatives(m.surrogate, xi, ti)[0])
-            )(X, T)
-        )
-        return np.asarray(fn(model, X, T))
+        return np.asarray(_hidden_samples(self, model, X, T))
 
     def solution_error(self, predict: Callable, x, t, reference) -> float:
         """Relative L2 error of `predict` on the grid `x` (nx,) x `t` (nt,) against
@@ -767,6 +762,16 @@ class HiddenTermPDE(eqx.Module):
                        progress=progress).model
         except DivergenceError:
             return None
+
+
+@eqx.filter_jit
+def _hidden_samples(problem, model, X, T):
+    # Module level, with the problem as an argument: its arrays are traced, so one
+    # program serves every call of the same shapes and no call's data stay cached.
+    def one(xi, ti):
+        return problem.hidden_input(local_derivatives(model.surrogate, xi, ti)[0])
+
+    return jax.vmap(one)(X, T)
 
 
 class _SurrogateEnds(eqx.Module):

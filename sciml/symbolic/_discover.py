@@ -113,10 +113,16 @@ def _as_inputs(inputs, names):
     return X, names
 
 
+@eqx.filter_jit
+def _vmapped(fn, x):
+    return jax.vmap(fn)(x)
+
+
 def _evaluate(fn, X):
     dtype = jnp.result_type(float)
-    # `fn` goes in as an argument, so a module's arrays are traced, not baked in.
-    out = eqx.filter_jit(lambda f, x: jax.vmap(f)(x))(fn, jnp.asarray(X, dtype=dtype))
+    # `fn` goes in as an argument, so a module's arrays are traced, not baked in, and
+    # one program serves every module of the same structure.
+    out = _vmapped(fn, jnp.asarray(X, dtype=dtype))
     return np.asarray(jax.device_get(out))
 
 
