@@ -724,7 +724,28 @@ def _check_batch_sharding(batch_shape, ndev, what):
 # Checkpoints
 
 
+def _host_local(tree):
+    """`tree` with every array readable on this process. Under several processes
+    (`jax.distributed`), arrays sharded over other hosts' devices (an ensemble's
+    members) are gathered: a collective, so every process must call it."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    def gather(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return multihost_utils.process_allgather(x, tiled=True)
+        return x
+
+    return jax.tree.map(gather, tree)
+
+
 def _save_checkpoint(path, *, params, opt_state, meta, history):
+    # Every process gathers; process 0 alone writes (the directory must be on a file
+    # system all processes see to resume them, as with any multi-host checkpoint).
+    params, opt_state = _host_local((params, opt_state))
+    if jax.process_index() != 0:
+        return
     tmp = f"{path}.tmp"
     old = f"{path}.old"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -877,7 +898,10 @@ def fit(
       bit for bit that of an uninterrupted run with the same arguments.
     - `devices`: data parallelism: a number of devices or a list of them. The batch
       axis (leading axis of every batch leaf) is sharded over them and the parameters
-      are replicated. Multi-host: call `jax.distributed.initialize()` first.
+      are replicated. Multi-host: call `jax.distributed.initialize()` first, then
+      every process runs the same call with `devices=jax.device_count()`; process
+      0 alone shows progress and writes checkpoints (resuming needs them on a file
+      system every process reads).
     - `progress`: show a progress bar with the current loss terms.
 
     **Returns:**
@@ -1063,7 +1087,7 @@ def fit(
         frozen = put(frozen, replicated)
 
     progress_bar = None
-    if progress:
+    if progress and jax.process_index() == 0:  # one bar per run, not per host
         from tqdm.auto import tqdm
 
         progress_bar = tqdm(
