@@ -185,10 +185,8 @@ def main():
         f, h = rows[f"fit, {d}"], rows[f"hand, {d}"]
         paired = np.median([a["steps_per_s"] / b["steps_per_s"] for a, b in zip(f, h)])
         paired_t = np.median([a["total"] / b["total"] for a, b in zip(f, h)])
-        print(
-            f"| fit / hand, {d} | {best[f'fit, {d}']['steps_per_s'] / best[f'hand, {d}']['steps_per_s']:.2f}x"
-            f" / {paired:.2f}x | {paired_t:.2f}x |"
-        )
+        b = best[f"fit, {d}"]["steps_per_s"] / best[f"hand, {d}"]["steps_per_s"]
+        print(f"| fit / hand, {d} | {b:.2f}x / {paired:.2f}x | {paired_t:.2f}x |")
     s = best[f"fit, {n} devices"]["steps_per_s"] / best["fit, 1 device"]["steps_per_s"]
     print(f"| fit, {n} devices / 1 device (scaling; CPU devices share cores) | {s:.2f}x | |")
 
