@@ -279,6 +279,36 @@ def test_load_files_written_like_deepxde_users(tmp_path):
         sd.load_npz(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="no such file"):
         sd.load_npz(tmp_path / "missing.npz")
+    # Train and test in one file: the suffix chooses.
+    np.savez(tmp_path / "both.npz", X_train0=np.ones((9, 100)), X_train1=np.ones((9, 1)),
+             y_train=np.ones((9, 1)), X_test0=np.zeros((3, 100)), X_test1=np.ones((3, 1)),
+             y_test=np.ones((3, 1)))
+    assert len(sd.load_npz(tmp_path / "both.npz", suffix="test")) == 3
+    with pytest.raises(ValueError, match="suffix="):
+        sd.load_npz(tmp_path / "both.npz")
+    with pytest.raises(ValueError, match="'test', 'train'"):
+        sd.load_npz(tmp_path / "both.npz", suffix="val")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.target,))
+
+
+def test_load_npz_never_unpickles_a_file_that_is_not_an_archive(tmp_path):
+    import pickle
+
+    evil = _RunsCode()
+    evil.target = str(tmp_path / "ran")
+    (tmp_path / "evil.npz").write_bytes(pickle.dumps(evil))
+    with pytest.raises(ValueError, match="not an npz"):
+        sd.load_npz(tmp_path / "evil.npz")
+    assert not (tmp_path / "ran").exists()
+    (tmp_path / "data.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(ValueError, match="not an npz"):
+        sd.load_npz(tmp_path / "data.csv")
 
 
 def test_layout_shape_checks():

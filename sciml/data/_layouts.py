@@ -150,7 +150,7 @@ def _split_suffixes(keys):
     return out
 
 
-def load_npz(path: str | os.PathLike, *, allow_pickle: bool = True):
+def load_npz(path: str | os.PathLike, *, suffix: str | None = None, allow_pickle: bool = True):
     """Reads a DeepXDE operator-data npz file.
 
     Both ways DeepXDE users write them load: key `X` holding an object array
@@ -162,8 +162,11 @@ def load_npz(path: str | os.PathLike, *, allow_pickle: bool = True):
     **Arguments:**
 
     - `path`: the file.
-    - `allow_pickle`: an `X` object array can only be read by unpickling; pass
-      `False` for files you do not trust (then only split-key files load).
+    - `suffix`: which split-key set to read when the file holds several (e.g.
+      `"train"` and `"test"` in one file); not needed when it holds one.
+    - `allow_pickle`: an `X` object array can only be read by unpickling, which can
+      run code stored in the file; pass `False` for files you do not trust (then only
+      split-key files load). Files that are not zip archives are refused either way.
 
     **Returns:**
 
@@ -172,13 +175,28 @@ def load_npz(path: str | os.PathLike, *, allow_pickle: bool = True):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"sciml.data.load_npz: no such file {path!r}.")
+    if not zipfile.is_zipfile(path):
+        # np.load would unpickle any file that is not a zip archive (arbitrary code).
+        raise ValueError(
+            f"sciml.data.load_npz: {path!r} is not an npz (zip) archive; write it with "
+            "numpy.savez or sciml.data.save_npz (a CSV or a pickle is not read here)."
+        )
     try:
         archive = np.load(path, allow_pickle=allow_pickle)
     except (zipfile.BadZipFile, ValueError, OSError) as e:
         raise ValueError(f"sciml.data.load_npz: cannot read {path!r} as an npz file: {e}") from e
     with archive:
         keys = set(archive.files)
-        if "X" in keys and "y" in keys:
+        if suffix is not None:
+            if suffix not in _split_suffixes(keys):
+                raise ValueError(
+                    f"sciml.data.load_npz: {path!r} has no keys X_{suffix}0, X_{suffix}1, "
+                    f"y_{suffix} for `suffix={suffix!r}`; its split-key sets are "
+                    f"{sorted(_split_suffixes(keys))} (keys {sorted(keys)})."
+                )
+            s = suffix
+            branch, trunk, y = archive[f"X_{s}0"], archive[f"X_{s}1"], archive[f"y_{s}"]
+        elif "X" in keys and "y" in keys:
             try:
                 x = archive["X"]
             except ValueError as e:  # object array without allow_pickle
@@ -194,6 +212,12 @@ def load_npz(path: str | os.PathLike, *, allow_pickle: bool = True):
             branch, trunk, y = np.asarray(x[0]), np.asarray(x[1]), archive["y"]
         else:
             suffixes = _split_suffixes(keys)
+            if len(suffixes) > 1:
+                raise ValueError(
+                    f"sciml.data.load_npz: {path!r} holds several split-key sets "
+                    f"{sorted(suffixes)}; choose one with `suffix=`, e.g. "
+                    f"`load_npz(path, suffix={sorted(suffixes)[0]!r})`."
+                )
             if len(suffixes) != 1:
                 raise ValueError(
                     f"sciml.data.load_npz: {path!r} has keys {sorted(keys)}; expected 'X' "
