@@ -56,6 +56,18 @@ def test_simulate_matches_scipy(files):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-7)
 
 
+def test_files_saved_with_a_byte_order_mark(files):
+    # Excel's "CSV UTF-8" and some editors start files with a UTF-8 byte-order mark.
+    args = ("simulate", "--mechanism", files / "M.txt", "--rates", files / "R.json",
+            "--initial", files / "I.csv", "--t-end", 1.0, "--points", 5)
+    assert _run(*args, "--out", files / "plain.csv") == 0
+    for name in ("M.txt", "R.json", "I.csv"):
+        path = files / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert _run(*args, "--out", files / "bom.csv") == 0
+    assert (files / "bom.csv").read_text() == (files / "plain.csv").read_text()
+
+
 def _fit_args(files, *options):
     """`sciml kinetics fit` on the fixture's files, output to `files / "out"`."""
     return (
@@ -137,6 +149,7 @@ def test_fit_direct_recovers_constants(files):
         ),
         ("D.csv", "experiment,t,A\nrun1,0.1,-0.5\n", "column 'A': negative concentration"),
         ("M.txt", "A + * <=> A*\nA* -> B\n", "line 2: the step does not conserve surface sites"),
+        ("I.csv", "experiment;A;B;A*;*\nrun1;1;0;0;1\n", "separated by semicolons"),
     ],
 )
 def test_fit_bad_files(files, capsys, which, content, message):

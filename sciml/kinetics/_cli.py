@@ -49,7 +49,9 @@ def _where(path, row=None, column=None):
 
 def _read_csv(path) -> tuple[list[str], list[list[str]]]:
     try:
-        with open(path, newline="") as f:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would
+        # otherwise become part of the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except OSError as e:
         raise InputError(f"{path}: cannot read the file: {e.strerror or e}.") from None
@@ -57,6 +59,13 @@ def _read_csv(path) -> tuple[list[str], list[list[str]]]:
     if not rows:
         raise InputError(f"{path}: the file is empty; expected a header row and data rows.")
     header = [c.strip() for c in rows[0]]
+    if len(header) == 1:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+            if sep in header[0]:
+                raise InputError(
+                    f"{path}: the header {header[0]!r} is one column: the file is separated "
+                    f"by {name}; save it as comma-separated CSV."
+                )
     for i, name in enumerate(header):
         if not name:
             raise InputError(f"{path}: the header has an empty column name at position {i + 1}.")
@@ -139,7 +148,7 @@ def read_initial(path, mechanism) -> tuple[list[str], np.ndarray]:
 def read_rates(path, mechanism) -> np.ndarray:
     """Reads R.json: ln k in the order of `mechanism.constants`."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:
             data = json.load(f)
     except OSError as e:
         raise InputError(f"{path}: cannot read the file: {e.strerror or e}.") from None

@@ -341,7 +341,7 @@ class Mechanism:
         """Reads a mechanism text file (see `from_text`); errors name the file and line."""
         path = os.fspath(path)
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8-sig") as f:
                 text = f.read()
         except OSError as e:
             raise ValueError(f"Mechanism.from_file: cannot read {path!r}: {e}") from e
