@@ -87,6 +87,28 @@ def test_family_bad_input():
         model.eigenvalue(jnp.ones(2))
 
 
+def test_potential_singular_at_a_dirichlet_end():
+    # Radial hydrogen-like family -u'' - (2Z/x) u = E u, u(0) = 0: ground state x e^{-Zx},
+    # E = -Z^2 (the end x = 30 truncates e^{-60}). 1/x is infinite at x = 0, which the
+    # integrals never evaluate.
+    fam = P.EigenproblemFamily(lambda x, p: -2 * p[0] / x, (0.0, 30.0), [(0.5, 1.5)],
+                               quadrature=256)
+    assert isinstance(fam.quadrature, P.GaussLegendre) and fam.quadrature.n == 256
+    for z in (0.5, 1.0, 1.5):
+        p = jnp.asarray([z])
+        r = fam.rayleigh_quotient(lambda x: x * jnp.exp(-z * x), p, fam.eval_quadrature)
+        np.testing.assert_allclose(float(r), -(z**2), rtol=1e-9)
+    with pytest.raises(ValueError, match="quadrature"):
+        P.EigenproblemFamily(lambda x, p: x, (0.0, 1.0), [(0.0, 1.0)], quadrature=0)
+    fam3 = P.EigenproblemFamily(lambda x, p: p[0] * x**2 + p[1] + p[2], (-1.0, 1.0),
+                                [(0.5, 1.0), (0.0, 0.1), (0.0, 1.0)])
+    with pytest.raises(ValueError, match="one positive int per parameter"):
+        P.eigen_stages(fam3, adam_steps=10, lbfgs_steps=5, grid=(4,))
+    with pytest.raises(ValueError, match="adam_steps"):
+        P.eigen_stages(fam3, adam_steps=0, lbfgs_steps=5)
+    assert len(P.eigen_stages(fam3, adam_steps=10, lbfgs_steps=0)) == 1
+
+
 # ----------------------------------------------------------------------------------
 # Training
 

@@ -56,7 +56,8 @@ class EigenproblemFamily(eqx.Module):
     - `bounds`: one `(low, high)` pair per parameter, `low < high`.
     - `stiffness`: `A > 0`, a float or a function `stiffness(x, p) -> scalar`.
     - `quadrature`: rule for the integrals during training (default
-      `GaussLegendre(128)`).
+      `GaussLegendre(128)`; an int n means `GaussLegendre(n)`). The integrals only
+      evaluate interior nodes, so the potential may be singular at an end.
     - `eval_quadrature`: rule used by `model.eigenvalue` (default: twice as many
       Gauss-Legendre nodes, so the reported eigenvalue is not the quantity the training
       could have exploited).
@@ -140,9 +141,12 @@ class EigenproblemFamily(eqx.Module):
         self.lower = tuple(p[0] for p in pairs)
         self.upper = tuple(p[1] for p in pairs)
         self.stiffness = stiffness
+        quadrature = _rule(quadrature, "quadrature", where)
+        eval_quadrature = _rule(eval_quadrature, "eval_quadrature", where)
         self.quadrature = GaussLegendre(128) if quadrature is None else quadrature
         if eval_quadrature is None:
-            eval_quadrature = GaussLegendre(2 * self.quadrature.n)
+            n = getattr(self.quadrature, "n", None)
+            eval_quadrature = GaussLegendre(2 * n) if n is not None else self.quadrature
         self.eval_quadrature = eval_quadrature
         self.conditions = conditions
         self.sampler = sampler
@@ -160,12 +164,15 @@ class EigenproblemFamily(eqx.Module):
         funcs = [("potential", self.potential)]
         if callable(self.stiffness):
             funcs.append(("stiffness", self.stiffness))
-        # Parameter corners and centre, on the quadrature nodes and both ends.
+        # Parameter corners and centre, on the nodes of both quadratures: the integrals
+        # never evaluate the ends, so a potential singular there (1/x, a centrifugal
+        # term at a Dirichlet end) is allowed.
         corners = np.array(np.meshgrid(*zip(self.lower, self.upper), indexing="ij"))
         ps = np.concatenate([corners.reshape(self.n_params, -1).T, np.asarray(p0)[None]], axis=0)
         ps = jnp.asarray(ps, dt)
-        x, _ = self.eval_quadrature.nodes_weights(self.a, self.b)
-        xs = jnp.asarray(np.concatenate([[self.a, self.b], x]), dt)
+        nodes = [np.asarray(r.nodes_weights(self.a, self.b)[0])
+                 for r in (self.quadrature, self.eval_quadrature)]
+        xs = jnp.asarray(np.concatenate(nodes), dt)
         for name, fn in funcs:
             try:
                 shape = jax.eval_shape(fn, x0, p0).shape
@@ -351,6 +358,18 @@ class ConditionalEigenPINN(eqx.Module):
         return p
 
 
+def _rule(rule, name, where):
+    """A quadrature argument: None, a rule, or an int n meaning `GaussLegendre(n)`."""
+    if rule is None or isinstance(rule, AbstractQuadrature):
+        return rule
+    if isinstance(rule, int | np.integer) and not isinstance(rule, bool) and rule >= 1:
+        return GaussLegendre(int(rule))
+    raise ValueError(
+        f"{where}: `{name}` must be a quadrature rule (e.g. sciml.pinn.GaussLegendre(64)) "
+        f"or a positive number of Gauss-Legendre nodes, got {rule!r}."
+    )
+
+
 def eigen_stages(
     family: EigenproblemFamily,
     *,
@@ -371,8 +390,8 @@ def eigen_stages(
     - `family`: the `EigenproblemFamily`.
     - `adam_steps`, `lbfgs_steps`: steps of each stage (`lbfgs_steps=0` skips L-BFGS).
     - `learning_rate`: Adam's initial learning rate.
-    - `grid`: nodes per parameter for the L-BFGS stage (default 8 per parameter, 6 for
-      the others beyond the first two).
+    - `grid`: nodes per parameter for the L-BFGS stage, one int per parameter
+      (default 8 for the first, 6 for the second, 4 for each further one).
 
     **Returns:**
 
@@ -382,9 +401,21 @@ def eigen_stages(
 
     from .._fit import Stage
 
+    where = "sciml.pinn.eigen_stages"
+    for name, value, least in (("adam_steps", adam_steps, 1), ("lbfgs_steps", lbfgs_steps, 0)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise ValueError(f"{where}: `{name}` must be an int >= {least}, got {value!r}.")
     if grid is None:
         grid = [8, 6] + [4] * (family.n_params - 2) if family.n_params > 1 else [8]
         grid = grid[: family.n_params]
+    grid = list(grid)
+    if len(grid) != family.n_params or not all(
+        isinstance(g, int | np.integer) and not isinstance(g, bool) and g >= 1 for g in grid
+    ):
+        raise ValueError(
+            f"{where}: `grid` needs one positive int per parameter of the family "
+            f"({family.n_params}), got {grid!r}."
+        )
     decay = optax.exponential_decay(learning_rate, max(1, adam_steps // 6), 0.5)
     stages = [Stage(optax.adam(decay), adam_steps, data=None)]
     if lbfgs_steps > 0:
