@@ -867,7 +867,9 @@ def fit(
       keyword it also receives the global step (an int32 array), for weight schedules.
     - `optimiser`: an `optax.GradientTransformation` (run for `steps` steps), or a
       sequence of `sciml.Stage(optimiser, steps)` run one after the other (e.g. Adam,
-      then `optax.lbfgs()`). Line-search optimisers get `value`, `grad` and
+      then `optax.lbfgs()`). The compiled program is cached on the optimiser and loss
+      objects (optax transformations are closures, compared by identity): reuse them
+      across calls to skip recompiling. Line-search optimisers get `value`, `grad` and
       `value_fn`; a line-search stage optimises one fixed objective (its batch and
       loss key are drawn once at the stage start), as quasi-Newton updates need.
     - `steps`: number of optimiser steps (only with a single optimiser).

@@ -97,6 +97,11 @@ def test_pde_loss_terms_and_training(getkey):
     np.testing.assert_allclose(total, 0.0, atol=1e-20)
     with pytest.raises(ValueError, match="unknown terms"):
         P.PDELoss(residual, domain, 8, weights={"bc": 1.0})
+    for bad in (0, 2.7, True):
+        with pytest.raises(ValueError, match="`points` must be a positive int"):
+            P.PDELoss(residual, domain, bad)
+        with pytest.raises(ValueError, match="`points` must be a positive int"):
+            P.Constraint(domain.sample_boundary, residual, bad)
 
     model = sciml.nn.MLP(2, "scalar", 16, 2, key=getkey())
     res = sciml.fit(model, loss, optax.adam(3e-3), steps=300, key=getkey(), progress=False)

@@ -122,10 +122,14 @@ class TripleCartesianProd(eqx.Module):
     def sample_points(self, per_function: int, *, key: PRNGKeyArray) -> Triple:
         """`per_function` distinct random points of each function, as a `Triple`."""
         n1, n2 = self.y.shape
-        if not 1 <= per_function <= n2:
+        if (
+            isinstance(per_function, bool)
+            or not isinstance(per_function, int | np.integer)
+            or not 1 <= per_function <= n2
+        ):
             raise ValueError(
-                f"TripleCartesianProd.sample_points: `per_function` must be in [1, {n2}], "
-                f"got {per_function}."
+                f"TripleCartesianProd.sample_points: `per_function` must be an int in "
+                f"[1, {n2}], got {per_function!r}."
             )
         keys = jax.random.split(key, n1)
         idx = np.stack(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from ._derivatives import directional_derivatives
@@ -34,6 +35,14 @@ class Constraint(eqx.Module):
     sample: Callable
     residual: Callable
     points: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        _check_count(self.points, "sciml.pinn.Constraint", "points")
+
+
+def _check_count(value, where, name):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{where}: `{name}` must be a positive int, got {value!r}.")
 
 
 class PDELoss(eqx.Module):
@@ -84,6 +93,7 @@ class PDELoss(eqx.Module):
             )
         self.residual = residual
         self.domain = domain
+        _check_count(points, "sciml.pinn.PDELoss", "points")
         self.points = int(points)
         self.constraints = tuple(sorted(constraints.items()))
         self.weights = tuple(sorted(weights.items()))
