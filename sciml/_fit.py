@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import inspect
 import json
 import math
 import os
 import shutil
 import time
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -192,6 +194,62 @@ def _all_finite(tree) -> jax.Array:
     return jnp.stack(leaves).all()
 
 
+class _Identity:
+    """Hashes and compares by identity (holding the object, so its id stays unique)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
+_EMPTY_CELL = object()
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, np.dtype)
+
+
+def _function_key(obj, _seen=None):
+    """A hashable snapshot of a function by what it computes: code, defaults and the
+    values its closure holds (recursively), so that an optimiser or loss rebuilt with
+    the same arguments (`optax.adam(1e-3)` written inline in a second call) finds the
+    compiled program of the first. Plain values and containers compare by value;
+    anything else (arrays, other objects) by identity, which never merges two
+    programs that could differ."""
+    seen = {} if _seen is None else _seen
+    if isinstance(obj, _PLAIN):
+        return ("v", type(obj), obj)
+    if id(obj) in seen:  # a closure that refers to itself
+        return ("cycle", seen[id(obj)])
+    seen[id(obj)] = len(seen)
+
+    def rec(x):
+        return _function_key(x, seen)
+
+    if isinstance(obj, types.FunctionType):
+        cells = []
+        for c in obj.__closure__ or ():
+            try:
+                cells.append(rec(c.cell_contents))
+            except ValueError:  # an empty cell
+                cells.append(("v", object, id(_EMPTY_CELL)))
+        return ("fn", obj.__code__, _Identity(obj.__globals__), rec(obj.__defaults__),
+                rec(obj.__kwdefaults__), tuple(cells), rec(obj.__dict__ or None))
+    if isinstance(obj, functools.partial):
+        return ("partial", rec(obj.func), rec(obj.args), rec(obj.keywords or None))
+    if type(obj) in (tuple, list) or (isinstance(obj, tuple) and hasattr(obj, "_fields")):
+        return ("seq", type(obj), tuple(rec(x) for x in obj))
+    if type(obj) is dict:
+        return ("dict", tuple((rec(k), rec(v)) for k, v in obj.items()))
+    if isinstance(obj, types.MethodType):
+        return ("method", rec(obj.__func__), _Identity(obj.__self__))
+    return ("id", _Identity(obj))
+
+
 class _Program:
     """The static half of one training stage: hashable, so `jax.jit` caches on it.
 
@@ -235,8 +293,8 @@ class _Program:
         static_leaves, static_def = jax.tree.flatten(static)
         data_leaves, data_def = jax.tree.flatten(data_static)
         self._key = (
-            loss,
-            optimiser if self.ensemble else tuple(optimiser),
+            _function_key(loss) if isinstance(loss, types.FunctionType) else loss,
+            optimiser if self.ensemble else _function_key(optimiser),
             static_def,
             tuple(static_leaves),
             data_def,
@@ -867,9 +925,10 @@ def fit(
       keyword it also receives the global step (an int32 array), for weight schedules.
     - `optimiser`: an `optax.GradientTransformation` (run for `steps` steps), or a
       sequence of `sciml.Stage(optimiser, steps)` run one after the other (e.g. Adam,
-      then `optax.lbfgs()`). The compiled program is cached on the optimiser and loss
-      objects (optax transformations are closures, compared by identity): reuse them
-      across calls to skip recompiling. Line-search optimisers get `value`, `grad` and
+      then `optax.lbfgs()`). The compiled program is reused by a later call with the
+      same shapes and an equal loss and optimiser: functions compare by code and by the
+      values their closures hold (arrays by identity), so an optimiser rebuilt with the
+      same arguments finds it. Line-search optimisers get `value`, `grad` and
       `value_fn`; a line-search stage optimises one fixed objective (its batch and
       loss key are drawn once at the stage start), as quasi-Newton updates need.
     - `steps`: number of optimiser steps (only with a single optimiser).
