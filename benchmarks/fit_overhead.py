@@ -52,7 +52,10 @@ def tiny_mlp_workload(key):
     y = jnp.sin(3 * x)
 
     def make_loss():
-        def loss(m, batch, *, key):
+        # A fresh object in each loss: `fit` keys its compiled program on the loss's
+        # code and closure, so without it a later round would reuse round 0's program
+        # while the hand-written loops compile afresh.
+        def loss(m, batch, *, key, _round=object()):
             xb, yb = batch
             return jnp.mean((jax.vmap(m)(xb) - yb) ** 2)
 
@@ -77,7 +80,7 @@ def burgers_workload(key):
             (u, du), (_, ddu) = jax.jvp(jax.value_and_grad(m), (xt,), (e_x,))
             return du[1] + u * du[0] - nu * ddu[0]
 
-        def loss(m, batch, *, key):
+        def loss(m, batch, *, key, _round=object()):  # fresh: see tiny_mlp_workload
             xd, xb, xi = batch
             r = jax.vmap(lambda z: residual(m, z))(xd)
             ub = jax.vmap(m)(xb)

@@ -279,6 +279,13 @@ def test_load_files_written_like_deepxde_users(tmp_path):
         sd.load_npz(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="no such file"):
         sd.load_npz(tmp_path / "missing.npz")
+    # X written as a tuple of two equal-shape arrays (numpy stacks them), and a branch
+    # of one sensor stored as (N,).
+    np.savez(tmp_path / "eq.npz", X=(np.ones((4, 3)), 2 * np.ones((4, 3))), y=np.ones((4, 4)))
+    data = sd.load_npz(tmp_path / "eq.npz")
+    assert data.branch.shape == (4, 3) and data.trunk.shape == (4, 3) and data.trunk[0, 0] == 2
+    np.savez(tmp_path / "one.npz", X_a0=np.ones(5), X_a1=np.ones((5, 1)), y_a=np.ones((5, 1)))
+    assert sd.load_npz(tmp_path / "one.npz").branch.shape == (5, 1)
     # Train and test in one file: the suffix chooses.
     np.savez(tmp_path / "both.npz", X_train0=np.ones((9, 100)), X_train1=np.ones((9, 1)),
              y_train=np.ones((9, 1)), X_test0=np.zeros((3, 100)), X_test1=np.ones((3, 1)),
@@ -309,6 +316,15 @@ def test_load_npz_never_unpickles_a_file_that_is_not_an_archive(tmp_path):
     (tmp_path / "data.csv").write_text("x,y\n1,2\n")
     with pytest.raises(ValueError, match="not an npz"):
         sd.load_npz(tmp_path / "data.csv")
+
+
+def test_layout_refuses_nan_and_non_numbers():
+    y = np.ones((3, 5))
+    y[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"y has 1 NaN/inf .* at index \(1, 2\)"):
+        sd.make_layout(np.ones((3, 4)), np.ones((5, 1)), y)
+    with pytest.raises(ValueError, match="branch must hold real numbers"):
+        sd.make_layout(np.full((3, 4), "a"), np.ones((5, 1)), np.ones((3, 5)))
 
 
 def test_layout_shape_checks():

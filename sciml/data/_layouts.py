@@ -208,6 +208,9 @@ def load_npz(path: str | os.PathLike, *, suffix: str | None = None, allow_pickle
                     f"sciml.data.load_npz: {path!r} stores X as an object array, which needs "
                     "allow_pickle=True; only pass it for files you trust."
                 ) from e
+            if x.dtype != object and x.ndim >= 2 and x.shape[0] == 2:
+                # numpy stacks a (branch, trunk) pair of equal shapes into one array.
+                x = np.array([x[0], x[1], None], dtype=object)[:2]
             if x.dtype != object or x.shape != (2,):
                 raise ValueError(
                     f"sciml.data.load_npz: {path!r}: key 'X' must be an object array of two "
@@ -236,8 +239,19 @@ def load_npz(path: str | os.PathLike, *, suffix: str | None = None, allow_pickle
 def make_layout(branch, trunk, y, *, where="sciml.data.make_layout"):
     """`Triple` or `TripleCartesianProd`, whichever the shapes describe."""
     branch, trunk, y = np.asarray(branch), np.asarray(trunk), np.asarray(y)
+    for name, a in (("branch", branch), ("trunk", trunk), ("y", y)):
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise ValueError(f"{where}: {name} must hold real numbers, got dtype {a.dtype}.")
+        if not np.all(np.isfinite(a)):
+            bad = np.argwhere(~np.isfinite(a))[0]
+            raise ValueError(
+                f"{where}: {name} has {int(np.sum(~np.isfinite(a)))} NaN/inf value(s), the "
+                f"first at index {tuple(int(i) for i in bad)}; drop or fill them first."
+            )
     if trunk.ndim == 1:
         trunk = trunk[:, None]
+    if branch.ndim == 1:  # one sensor per function
+        branch = branch[:, None]
     if branch.ndim != 2 or trunk.ndim != 2 or y.ndim not in (1, 2):
         raise ValueError(
             f"{where}: need branch (N, m), trunk (N or N2, d) and y; got shapes "
