@@ -221,6 +221,10 @@ def _function_key(obj, _seen=None):
     anything else (arrays, other objects) by identity, which never merges two
     programs that could differ."""
     seen = {} if _seen is None else _seen
+    if isinstance(obj, float):  # by bits: -0.0 apart from 0.0, NaN equal to itself
+        return ("v", type(obj), float.hex(obj))
+    if isinstance(obj, complex):
+        return ("v", type(obj), float.hex(obj.real), float.hex(obj.imag))
     if isinstance(obj, _PLAIN):
         return ("v", type(obj), obj)
     if id(obj) in seen:  # a closure that refers to itself
