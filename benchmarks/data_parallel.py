@@ -59,9 +59,7 @@ def workload(points, key):
     x = jax.random.uniform(dkey, (points, 2), minval=-1, maxval=1)
     y = jnp.sin(3 * x[:, 0]) * jnp.cos(2 * x[:, 1])
 
-    # `_round`: a fresh object per workload, so `fit` compiles afresh every round like
-    # the hand-written loop (it keys its program on the loss's code and closure).
-    def loss(m, batch, *, key, _round=object()):
+    def loss(m, batch, *, key):
         xb, yb = batch
         return jnp.mean((jax.vmap(m)(xb) - yb) ** 2)
 

@@ -52,10 +52,7 @@ def tiny_mlp_workload(key):
     y = jnp.sin(3 * x)
 
     def make_loss():
-        # A fresh object in each loss: `fit` keys its compiled program on the loss's
-        # code and closure, so without it a later round would reuse round 0's program
-        # while the hand-written loops compile afresh.
-        def loss(m, batch, *, key, _round=object()):
+        def loss(m, batch, *, key):
             xb, yb = batch
             return jnp.mean((jax.vmap(m)(xb) - yb) ** 2)
 
@@ -80,7 +77,7 @@ def burgers_workload(key):
             (u, du), (_, ddu) = jax.jvp(jax.value_and_grad(m), (xt,), (e_x,))
             return du[1] + u * du[0] - nu * ddu[0]
 
-        def loss(m, batch, *, key, _round=object()):  # fresh: see tiny_mlp_workload
+        def loss(m, batch, *, key):
             xd, xb, xi = batch
             r = jax.vmap(lambda z: residual(m, z))(xd)
             ub = jax.vmap(m)(xb)

@@ -210,48 +210,66 @@ class _Identity:
 
 
 _EMPTY_CELL = object()
-_PLAIN = (type(None), bool, int, float, complex, str, bytes, np.dtype)
+_PLAIN = (type(None), bool, int, str, bytes, np.dtype)
+_TRUSTED = ("optax",)
 
 
-def _function_key(obj, _seen=None):
-    """A hashable snapshot of a function by what it computes: code, defaults and the
-    values its closure holds (recursively), so that an optimiser or loss rebuilt with
-    the same arguments (`optax.adam(1e-3)` written inline in a second call) finds the
-    compiled program of the first. Plain values and containers compare by value;
-    anything else (arrays, other objects) by identity, which never merges two
-    programs that could differ."""
-    seen = {} if _seen is None else _seen
+class _Unkeyable(Exception):
+    pass
+
+
+def _optimiser_key(optimiser):
+    """A hashable snapshot of an optimiser by what it computes, so one rebuilt with the
+    same arguments (`optax.adam(1e-3)` written inline in a second call) finds the
+    compiled program of the first.
+
+    Only optax's own functions are compared by code, defaults and closure values
+    (their globals are optax's modules, taken as constant); plain values and tuples,
+    lists and dicts of them by value, jax arrays (immutable) and classes by identity.
+    Anything else (a user's function, which may read a global that changed; a numpy
+    array or an object that may be mutated in place) keys the whole optimiser by
+    identity, as before: a program is never reused for an optimiser that could differ.
+    """
+    try:
+        return ("optax", _snapshot(optimiser, {}))
+    except _Unkeyable:
+        return ("id", _Identity(optimiser))
+
+
+def _snapshot(obj, seen):
     if isinstance(obj, float):  # by bits: -0.0 apart from 0.0, NaN equal to itself
         return ("v", type(obj), float.hex(obj))
     if isinstance(obj, complex):
         return ("v", type(obj), float.hex(obj.real), float.hex(obj.imag))
     if isinstance(obj, _PLAIN):
         return ("v", type(obj), obj)
+    if isinstance(obj, type | jax.Array):
+        return ("id", _Identity(obj))
     if id(obj) in seen:  # a closure that refers to itself
         return ("cycle", seen[id(obj)])
     seen[id(obj)] = len(seen)
 
     def rec(x):
-        return _function_key(x, seen)
+        return _snapshot(x, seen)
 
     if isinstance(obj, types.FunctionType):
+        if (obj.__module__ or "").split(".")[0] not in _TRUSTED:
+            raise _Unkeyable
         cells = []
         for c in obj.__closure__ or ():
             try:
                 cells.append(rec(c.cell_contents))
             except ValueError:  # an empty cell
-                cells.append(("v", object, id(_EMPTY_CELL)))
-        return ("fn", obj.__code__, _Identity(obj.__globals__), rec(obj.__defaults__),
-                rec(obj.__kwdefaults__), tuple(cells), rec(obj.__dict__ or None))
+                cells.append(("empty",))
+        return ("fn", obj.__code__, rec(obj.__defaults__), rec(obj.__kwdefaults__),
+                tuple(cells), rec(obj.__dict__ or None))
     if isinstance(obj, functools.partial):
         return ("partial", rec(obj.func), rec(obj.args), rec(obj.keywords or None))
     if type(obj) in (tuple, list) or (isinstance(obj, tuple) and hasattr(obj, "_fields")):
         return ("seq", type(obj), tuple(rec(x) for x in obj))
     if type(obj) is dict:
         return ("dict", tuple((rec(k), rec(v)) for k, v in obj.items()))
-    if isinstance(obj, types.MethodType):
-        return ("method", rec(obj.__func__), _Identity(obj.__self__))
-    return ("id", _Identity(obj))
+    raise _Unkeyable
 
 
 class _Program:
@@ -297,8 +315,8 @@ class _Program:
         static_leaves, static_def = jax.tree.flatten(static)
         data_leaves, data_def = jax.tree.flatten(data_static)
         self._key = (
-            _function_key(loss) if isinstance(loss, types.FunctionType) else loss,
-            optimiser if self.ensemble else _function_key(optimiser),
+            loss,
+            optimiser if self.ensemble else _optimiser_key(optimiser),
             static_def,
             tuple(static_leaves),
             data_def,
@@ -806,8 +824,16 @@ def _save_checkpoint(path, *, params, opt_state, meta, history):
     # Every process gathers; process 0 alone writes (the directory must be on a file
     # system all processes see to resume them, as with any multi-host checkpoint).
     params, opt_state = _host_local((params, opt_state))
-    if jax.process_index() != 0:
-        return
+    if jax.process_index() == 0:
+        _write_checkpoint(path, params=params, opt_state=opt_state, meta=meta, history=history)
+    if jax.process_count() > 1:
+        # Nobody reads or resumes the directory while process 0 is replacing it.
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("sciml.fit checkpoint written")
+
+
+def _write_checkpoint(path, *, params, opt_state, meta, history):
     tmp = f"{path}.tmp"
     old = f"{path}.old"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -929,10 +955,11 @@ def fit(
       keyword it also receives the global step (an int32 array), for weight schedules.
     - `optimiser`: an `optax.GradientTransformation` (run for `steps` steps), or a
       sequence of `sciml.Stage(optimiser, steps)` run one after the other (e.g. Adam,
-      then `optax.lbfgs()`). The compiled program is reused by a later call with the
-      same shapes and an equal loss and optimiser: functions compare by code and by the
-      values their closures hold (arrays by identity), so an optimiser rebuilt with the
-      same arguments finds it. Line-search optimisers get `value`, `grad` and
+      then `optax.lbfgs()`). A later call with the same shapes, the same loss object
+      and an equal optimiser reuses the compiled program: an optax optimiser rebuilt
+      with the same plain arguments is equal (its functions compare by code and closure
+      values); one holding a function of yours compares by identity. Line-search
+      optimisers get `value`, `grad` and
       `value_fn`; a line-search stage optimises one fixed objective (its batch and
       loss key are drawn once at the stage start), as quasi-Newton updates need.
     - `steps`: number of optimiser steps (only with a single optimiser).

@@ -313,6 +313,12 @@ def test_load_npz_never_unpickles_a_file_that_is_not_an_archive(tmp_path):
     with pytest.raises(ValueError, match="not an npz"):
         sd.load_npz(tmp_path / "evil.npz")
     assert not (tmp_path / "ran").exists()
+    # A pickle with a zip archive appended passes zipfile.is_zipfile; still refused.
+    np.savez(tmp_path / "ok.npz", a=np.ones(2))
+    (tmp_path / "mixed.npz").write_bytes(pickle.dumps(evil) + (tmp_path / "ok.npz").read_bytes())
+    with pytest.raises(ValueError, match="not an npz"):
+        sd.load_npz(tmp_path / "mixed.npz")
+    assert not (tmp_path / "ran").exists()
     (tmp_path / "data.csv").write_text("x,y\n1,2\n")
     with pytest.raises(ValueError, match="not an npz"):
         sd.load_npz(tmp_path / "data.csv")

@@ -196,9 +196,43 @@ def test_second_call_does_not_recompile(getkey):
     assert _fit._run._cache_size() == compiled
 
 
-def test_rebuilt_optimiser_and_loss_reuse_the_program_only_when_equal(getkey):
+_RATE = None
+
+
+def test_rebuilt_optimiser_reuses_the_program_only_when_equal(getkey):
     X, y = _regression_data()
     model = Linear(jnp.zeros(5), jnp.zeros(()))
+
+    def run(opt, loss=mse_loss):
+        return sciml.fit(model, loss, opt, steps=7, key=jax.random.key(0), data=(X, y),
+                         progress=False).model.w
+
+    def plain_optax(opt, scale=1.0):
+        params, state = model, opt.init(model)
+        for _ in range(7):
+            g = jax.grad(lambda m: scale * mse_loss(m, (X, y), key=None)[0])(params)
+            u, state = opt.update(g, state, params)
+            params = optax.apply_updates(params, u)
+        return params.w
+
+    first = run(optax.adam(optax.exponential_decay(1e-2, 3, 0.5)))
+    compiled = _fit._run._cache_size()
+    # Rebuilt inline, as in a re-run notebook cell: the same program, the same numbers.
+    again = run(optax.adam(optax.exponential_decay(1e-2, 3, 0.5)))
+    assert _fit._run._cache_size() == compiled
+    np.testing.assert_array_equal(again, first)
+    # Other hyperparameters: each its own program, with the numbers of a plain optax
+    # loop (equal to rounding: Adam divides by sqrt(v), 5e-9 apart measured; another
+    # configuration differs in the first digits).
+    for opt in (optax.adam(2e-2), optax.adam(optax.exponential_decay(1e-2, 3, 0.25))):
+        np.testing.assert_allclose(run(opt), plain_optax(opt), rtol=1e-7)
+    assert _fit._run._cache_size() == compiled + 2
+    # A schedule of the user's reading a global, changed between calls, and a loss
+    # rebuilt around another value: never the earlier program.
+    global _RATE
+    for _RATE in (1e-2, 5e-2):
+        opt = optax.sgd(lambda step: _RATE)
+        np.testing.assert_allclose(run(opt), plain_optax(opt), rtol=1e-7)
 
     def make_loss(scale):
         def loss(m, batch, *, key):
@@ -207,31 +241,10 @@ def test_rebuilt_optimiser_and_loss_reuse_the_program_only_when_equal(getkey):
 
         return loss
 
-    def run(opt, loss):
-        return sciml.fit(model, loss, opt, steps=7, key=jax.random.key(0), data=(X, y),
-                         progress=False).model.w
-
-    first = run(optax.adam(optax.exponential_decay(1e-2, 3, 0.5)), make_loss(1.0))
-    compiled = _fit._run._cache_size()
-    # Rebuilt inline, as in a re-run notebook cell: the same program.
-    again = run(optax.adam(optax.exponential_decay(1e-2, 3, 0.5)), make_loss(1.0))
-    assert _fit._run._cache_size() == compiled
-    np.testing.assert_array_equal(again, first)
-    # Another rate, another decay, another closed-over value: each its own program, with
-    # the numbers of an independent run (plain optax loop).
-    for opt, scale in [(optax.adam(2e-2), 1.0),
-                       (optax.adam(optax.exponential_decay(1e-2, 3, 0.25)), 1.0),
-                       (optax.adam(optax.exponential_decay(1e-2, 3, 0.5)), 3.0)]:
-        got = run(opt, make_loss(scale))
-        params, state = model, opt.init(model)
-        for _ in range(7):
-            g = jax.grad(lambda m: scale * mse_loss(m, (X, y), key=None)[0])(params)
-            u, state = opt.update(g, state, params)
-            params = optax.apply_updates(params, u)
-        # Equal to rounding (Adam divides by sqrt(v): 5e-9 apart measured); another
-        # configuration differs in the first digits.
-        np.testing.assert_allclose(got, params.w, rtol=1e-7)
-    assert _fit._run._cache_size() == compiled + 3
+    opt = optax.adam(2e-2)
+    for scale in (1.0, 3.0):
+        np.testing.assert_allclose(run(opt, make_loss(scale)), plain_optax(opt, scale),
+                                   rtol=1e-7)
 
 
 def test_minibatches_visit_every_example_once_per_epoch(getkey):

@@ -110,9 +110,12 @@ def test_two_processes_match_one(tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(_WORKER)
     port = str(_free_port())
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    here = os.path.dirname(os.path.abspath(__file__))
+    # This checkout's sciml, whichever the environment has installed.
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.path.dirname(here)
+    )
     env.pop("XLA_FLAGS", None)
-    here = os.path.dirname(__file__)
     logs = [open(tmp_path / f"err_{pid}.txt", "w+") for pid in (0, 1)]
     procs = [
         subprocess.Popen(

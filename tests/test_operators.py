@@ -370,7 +370,8 @@ def test_deep_lssl_gradient_returns(tmp_path):
         assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
         print("OK")
     """))
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root)
     env.pop("XLA_FLAGS", None)
     try:
         proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,

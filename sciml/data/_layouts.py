@@ -122,15 +122,18 @@ class TripleCartesianProd(eqx.Module):
     def sample_points(self, per_function: int, *, key: PRNGKeyArray) -> Triple:
         """`per_function` distinct random points of each function, as a `Triple`."""
         n1, n2 = self.y.shape
+        kind = np.asarray(per_function).dtype
         if (
             isinstance(per_function, bool)
-            or not isinstance(per_function, int | np.integer)
-            or not 1 <= per_function <= n2
+            or np.ndim(per_function) != 0
+            or not np.issubdtype(kind, np.integer)
+            or not 1 <= int(per_function) <= n2
         ):
             raise ValueError(
                 f"TripleCartesianProd.sample_points: `per_function` must be an int in "
                 f"[1, {n2}], got {per_function!r}."
             )
+        per_function = int(per_function)
         keys = jax.random.split(key, n1)
         idx = np.stack(
             [np.asarray(jax.random.permutation(k, n2))[:per_function] for k in keys]
@@ -179,8 +182,11 @@ def load_npz(path: str | os.PathLike, *, suffix: str | None = None, allow_pickle
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"sciml.data.load_npz: no such file {path!r}.")
-    if not zipfile.is_zipfile(path):
-        # np.load would unpickle any file that is not a zip archive (arbitrary code).
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # np.load unpickles any file that does not start as a zip archive (arbitrary code);
+    # zipfile.is_zipfile would also pass a pickle with a zip appended.
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
         raise ValueError(
             f"sciml.data.load_npz: {path!r} is not an npz (zip) archive; write it with "
             "numpy.savez or sciml.data.save_npz (a CSV or a pickle is not read here)."

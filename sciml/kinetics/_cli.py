@@ -55,6 +55,10 @@ def _read_csv(path) -> tuple[list[str], list[list[str]]]:
             rows = list(csv.reader(f))
     except OSError as e:
         raise InputError(f"{path}: cannot read the file: {e.strerror or e}.") from None
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path}: byte {e.start} is not UTF-8 text; save the file as UTF-8 CSV."
+        ) from None
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         raise InputError(f"{path}: the file is empty; expected a header row and data rows.")

@@ -188,13 +188,16 @@ class LSSL(eqx.Module):
         """(Abar (H, N, N), Bbar (H, N)) for steps dt_h * dt_scale."""
         a, b = self._ab()
         dt = jnp.exp(self.log_dt) * dt_scale
-        # One feature at a time (`lax.map`, not `vmap`): on a 2-core CPU, jaxlib 0.10's
-        # batched LAPACK LU (the GBT solve, over a thread pool) deadlocked when two ran
-        # at once, as the layers of a `DeepLSSL` do in its gradient (every thread idle,
-        # the step never returned; `tests/test_operators.py::
+        one = lambda d: self.discretisation(a, b, d)  # noqa: E731
+        if jax.default_backend() != "cpu":
+            return jax.vmap(one)(dt)
+        # On the CPU one feature at a time (`lax.map`, not `vmap`): on 2 cores, jaxlib
+        # 0.10's batched LAPACK LU (the GBT solve, over a thread pool) deadlocked when
+        # two ran at once, as the layers of a `DeepLSSL` do in its gradient (every
+        # thread idle, the step never returned; `tests/test_operators.py::
         # test_deep_lssl_gradient_returns`). Unbatched solves run inline, at the same
         # speed for N = 64 and 1.25x the time for N = 256 (measured).
-        return jax.lax.map(lambda d: self.discretisation(a, b, d), dt)
+        return jax.lax.map(one, dt)
 
     def kernel(self, length: int, dt_scale=1.0) -> Array:
         """The convolution kernel K_k = C Abar^k Bbar, shape (L, H, M)."""
