@@ -209,7 +209,6 @@ class _Identity:
         return isinstance(other, _Identity) and other.obj is self.obj
 
 
-_EMPTY_CELL = object()
 _PLAIN = (type(None), bool, int, str, bytes, np.dtype)
 _TRUSTED = ("optax",)
 
