@@ -296,6 +296,9 @@ def test_deeponet_cartesian_equals_pairs(stacked, getkey):
     assert cart.shape == (4, 6)
     np.testing.assert_allclose(cart, pairs, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(model.on_points(us[1], ys), cart[1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(model.on_points(us[1], ys[2][None]), cart[1, 2:3], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"pass shape \(n, 2\)"):
+        model.on_points(us[1], ys[2])
 
 
 def test_deeponet_stacked_has_p_branch_nets(getkey):

@@ -215,6 +215,12 @@ class DeepONet(eqx.Module):
 
     def on_points(self, u: Array, ys: Array) -> Array:
         """One function at many points `(n, d)` (or `(n,)` when d = 1) -> `(n,)`."""
+        if ys.ndim == 1 and self.dim > 1:
+            raise ValueError(
+                f"sciml.operators.DeepONet.on_points: `ys` has shape {ys.shape}, but the "
+                f"trunk takes points of dimension {self.dim}: pass shape (n, {self.dim}) "
+                "(ys[None] for one point)."
+            )
         ys = ys[:, None] if ys.ndim == 1 else ys
         b = self.branch_features(u)
         t = jax.vmap(self.trunk_features)(ys)
