@@ -100,6 +100,21 @@ _WORKER = textwrap.dedent(
 )
 
 
+def _one_process(p, **kwargs):
+    """The problem `p` trained in this process alone: its array leaves."""
+    r = sciml.fit(
+        p["model"],
+        p["loss"],
+        p["optimiser"],
+        steps=p["steps"],
+        key=jax.random.key(1),
+        data=p["data"],
+        progress=False,
+        **kwargs,
+    )
+    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(r.model, eqx.is_array))]
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -150,16 +165,7 @@ def test_two_processes_match_one(tmp_path):
     results = [json.loads((tmp_path / f"res_{pid}.json").read_text()) for pid in (0, 1)]
 
     for name, p in _problems().items():
-        one = sciml.fit(
-            p["model"],
-            p["loss"],
-            p["optimiser"],
-            steps=p["steps"],
-            key=jax.random.key(1),
-            data=p["data"],
-            progress=False,
-        )
-        ref = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(one.model, eqx.is_array))]
+        ref = _one_process(p)
         for pid in (0, 1):
             got = results[pid][name]
             if name == "lsq":
@@ -175,18 +181,7 @@ def test_two_processes_match_one(tmp_path):
                     np.testing.assert_allclose(a, half, rtol=1e-7, atol=1e-9)
         # Process 0 wrote the checkpoint, with other hosts' members gathered into it:
         # resuming it in one process returns the whole final model.
-        back = sciml.fit(
-            p["model"],
-            p["loss"],
-            p["optimiser"],
-            steps=p["steps"],
-            key=jax.random.key(1),
-            data=p["data"],
-            progress=False,
-            checkpoint=tmp_path / f"ck_{name}",
-            resume=True,
-        )
-        got = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(back.model, eqx.is_array))]
+        got = _one_process(p, checkpoint=tmp_path / f"ck_{name}", resume=True)
         for a, b in zip(got, ref):
             np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
     assert not any(n.endswith(".tmp") for n in os.listdir(tmp_path))
