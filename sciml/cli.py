@@ -351,8 +351,16 @@ def _family_available(module: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sciml` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
-    args = parser.parse_args(argv)
+    # A family command gets every argument after its name untouched: argparse's
+    # REMAINDER drops a leading option, so `sciml kinetics --help` failed as an
+    # unrecognised argument of `sciml`.
+    family = {c: m for c, m, _ in _FAMILY_COMMANDS if _family_available(m)}
+    if argv and argv[0] in family:
+        args = argparse.Namespace(rest=argv[1:], func=_family_runner(argv[0], family[argv[0]]))
+    else:
+        args = parser.parse_args(argv)
     try:
         return args.func(args)
     except CLIError as e:

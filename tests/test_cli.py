@@ -105,6 +105,33 @@ def test_bad_options_exit_nonzero(problems_dir, argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, listed",
+    [
+        (["kinetics", "--help"], ("simulate", "fit")),
+        (["kinetics", "-h"], ("simulate", "fit")),
+        (["operator", "--help"], ("train",)),
+        (["kinetics", "simulate", "--help"], ("--mechanism", "--t-end")),
+    ],
+)
+def test_family_commands_answer_help(argv, listed, capsys):
+    # A leading option after a family command's name used to be rejected by `sciml`
+    # itself ("unrecognized arguments: --help").
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: sciml {argv[0]}")
+    assert all(word in out for word in listed)
+
+
+def test_family_command_errors_name_the_family(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["kinetics", "bogus"])
+    assert info.value.code == 2
+    assert "sciml kinetics: error" in capsys.readouterr().err
+
+
 def test_console_script_and_problem_script(problems_dir, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")
     exe = pathlib.Path(sys.executable).parent / "sciml"
