@@ -20,8 +20,11 @@ run, so the best round is the least disturbed one: timeit's convention) and the
 ratios are also given for the medians and as the median of each round's own ratio
 (paired: the variants of a round run back to back). Every round builds fresh functions, so
 every round pays compilation. Last, the steady state of `fit` and of the scan loop is
-timed in `--pairs` alternated pairs of already compiled runs, seconds apart: the
-median of their ratios is the overhead with the machine's drift paired out.
+timed in `--pairs` alternated triples of already compiled runs, seconds apart (scan, fit,
+scan): fit against the mean of the two scans around it is the overhead with the machine's
+drift bracketed out, and the second scan against the first, the same executable twice, is
+this run's own noise floor (a ratio that differs from 1 by less than that is not a
+measured difference).
 
     python benchmarks/fit_overhead.py              # 5000 steps, 5 rounds
     python benchmarks/fit_overhead.py --quick      # 1000 steps, 1 round, 2 pairs
@@ -168,10 +171,12 @@ def run_scan(model, batch, loss, steps, chunk=500, constant_data=True):
 def alternate_steady(model, batch, loss, steps, pairs, chunk=500):
     """Steady-state steps/s of `fit` and of the scan loop, alternated `pairs` times in
     one process after both are compiled (a second `fit` call with the same shapes reuses
-    its executable). The machine's speed drifts by 20 % over minutes; the two runs of a
-    pair are seconds apart, so the median of the paired ratios is the overhead itself.
+    its executable): scan, fit, scan again. The machine's speed drifts by 20 % over
+    minutes; the three runs are seconds apart, so fit against the scans around it is the
+    overhead itself, and the second scan against the first is the noise of one
+    executable measured twice.
 
-    **Returns:** the list of `(fit steps/s, scan steps/s)` pairs.
+    **Returns:** the list of `(fit, scan before, scan after)` steps/s.
     """
     params, opt_state, run_chunk = scan_runner(model, batch, loss, chunk)
     jax.block_until_ready(run_chunk(params, opt_state, batch))
@@ -182,16 +187,20 @@ def alternate_steady(model, batch, loss, steps, pairs, chunk=500):
                            progress=False)
         return result.timings["steps_per_second"]
 
-    fit_rate()  # compiles
-    out = []
-    for _ in range(pairs):
+    def scan_rate():
         t0 = time.perf_counter()
         p, s = params, opt_state
         for _ in range(max(steps // chunk, 1)):
             p, s, _ = run_chunk(p, s, batch)
         jax.block_until_ready(p)
-        scan = max(steps // chunk, 1) * chunk / (time.perf_counter() - t0)
-        out.append((fit_rate(), scan))
+        return max(steps // chunk, 1) * chunk / (time.perf_counter() - t0)
+
+    fit_rate()  # compiles
+    out = []
+    for _ in range(pairs):
+        before = scan_rate()
+        fit = fit_rate()
+        out.append((fit, before, scan_rate()))
     return out
 
 
@@ -209,6 +218,12 @@ def run_scan_args(model, batch, loss, steps):
     return run_scan(model, batch, loss, steps, constant_data=False)
 
 
+def _quartiles(values):
+    """(first quartile, median, third quartile) of a list."""
+    v = sorted(values)
+    return v[len(v) // 4], statistics.median(v), v[(3 * len(v)) // 4]
+
+
 VARIANTS = {"loop": run_loop, "scan": run_scan, "scan (data as args)": run_scan_args,
             "fit": run_fit}
 
@@ -220,7 +235,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="1000 steps, 1 round, 2 pairs")
     p.add_argument("--only", choices=["tiny", "burgers"], default=None)
     p.add_argument("--pairs", type=int, default=10,
-                   help="alternated steady-state pairs of fit and scan (0 to skip)")
+                   help="alternated steady-state triples scan, fit, scan (0 to skip)")
     args = p.parse_args()
     if args.quick:
         args.steps, args.rounds, args.pairs = 1000, 1, min(args.pairs, 2)
@@ -280,14 +295,15 @@ def main():
             # second), a whole number of the scan's chunks.
             n_alt = max(500, int(best["scan"]["steady"] * 4) // 500 * 500)
             alt = alternate_steady(model, batch, make_loss(), n_alt, args.pairs)
-            ratios = sorted(f / s for f, s in alt)
-            q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+            fit_q = _quartiles([f / (0.5 * (a + b)) for f, a, b in alt])
+            ctrl_q = _quartiles([b / a for _, a, b in alt])
             alternated.append(
-                f"{wname}: fit / scan steady steps/s over {len(alt)} alternated pairs of "
-                f"{n_alt} steps: median "
-                f"**{statistics.median(ratios):.3f}x** (quartiles {q1:.3f}-{q3:.3f}; fit "
-                f"{statistics.median(f for f, _ in alt):,.0f}, scan "
-                f"{statistics.median(s for _, s in alt):,.0f} steps/s, medians)"
+                f"{wname}, {len(alt)} alternated triples (scan, fit, scan) of {n_alt} steps:"
+                f" fit / the scans around it, median **{fit_q[1]:.3f}x** (quartiles "
+                f"{fit_q[0]:.3f}-{fit_q[2]:.3f}); control, second scan / first scan "
+                f"{ctrl_q[1]:.3f}x (quartiles {ctrl_q[0]:.3f}-{ctrl_q[2]:.3f}); fit "
+                f"{statistics.median(f for f, _, _ in alt):,.0f}, scan "
+                f"{statistics.median(a for _, a, _ in alt):,.0f} steps/s (medians)"
             )
 
     head = ("| workload | variant | compile (s) | steady steps/s | time to result (s) | "

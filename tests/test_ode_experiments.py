@@ -33,6 +33,22 @@ def test_time_concat_field_maps_the_batch():
     np.testing.assert_allclose(batched, rows, rtol=1e-12)
 
 
+@pytest.mark.parametrize("time_input", [False, True])
+def test_cubic_field_is_the_spiral_network(time_input):
+    f = so.CubicField(2, 6, time_input=time_input, key=jax.random.key(0))
+    assert f.w1.shape == (2 + time_input, 6)
+    y, t = jnp.array([0.7, -1.2]), 0.4
+    z = np.concatenate([np.asarray(y) ** 3, [t] if time_input else []])
+    by_hand = np.tanh(z @ np.asarray(f.w1) + np.asarray(f.b1)) @ np.asarray(f.w2) + f.b2
+    np.testing.assert_allclose(f(t, y, None), by_hand, rtol=1e-12)
+    # A batch (B, 2) is rows of the same field; only the time-input field sees t.
+    ys = jnp.stack([y, -y])
+    np.testing.assert_allclose(f(t, ys, None), jax.vmap(lambda r: f(t, r, None))(ys),
+                               rtol=1e-12)
+    moved = np.max(np.abs(f(t + 0.5, y, None) - f(t, y, None)))
+    assert (moved > 1e-3) if time_input else (moved == 0.0)
+
+
 def test_digits_split():
     x_tr, y_tr, x_te, y_te = so.load_digits_split(1500)
     assert x_tr.shape == (1500, 64) and x_te.shape == (297, 64)
