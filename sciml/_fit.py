@@ -520,10 +520,10 @@ def _recover(program, dyn, snapshots, bad_step):
 # Input checks
 
 
-def _stored_value(opt_state):
-    """The objective value a line search keeps in its state (None if it keeps none)."""
+def _stored_value(opt_state, name="value"):
+    """The objective value (or `name`) a line search keeps in its state (None if none)."""
     try:
-        return optax.tree.get(opt_state, "value", None)
+        return optax.tree.get(opt_state, name, None)
     except KeyError:  # several line searches chained: do not reuse their values
         return None
 
@@ -871,6 +871,10 @@ class _History:
         n = rows.shape[0]
         if n == 0:
             return
+        if np.dtype(rows.dtype) not in (np.float32, np.float64):
+            # bfloat16/float16 losses: numpy's npz cannot store bfloat16, so a checkpoint
+            # of this history would not load back.
+            rows = np.asarray(rows, np.float32)
         self.cols["step"].append(np.arange(first_step, first_step + n, dtype=np.int64))
         self.cols["stage"].append(np.full(n, stage, dtype=np.int64))
         self.cols["loss"].append(np.asarray(rows[:, 0]))
@@ -908,13 +912,17 @@ class _History:
                 return
         raise ValueError(f"FitInfo.log: no history row for step {step}.")
 
-    def arrays(self):
+    def arrays(self, before=None):
+        """The columns; with `before`, only the rows of steps before it."""
         out = {}
         for name, parts in self.cols.items():
             if parts:
                 out[name] = np.concatenate(parts)
             else:
                 out[name] = np.zeros(0, np.int64 if name in ("step", "stage") else np.float64)
+        if before is not None:
+            keep = out["step"] < before
+            out = {name: col[keep] for name, col in out.items()}
         return out
 
     def load(self, arrays):
@@ -1045,12 +1053,16 @@ def fit(
             "sciml.fit: nothing to train: `trainable` selects no array leaves of `model`."
         )
     non_inexact = [
-        x.dtype for x in jax.tree.leaves(params) if not eqx.is_inexact_array(x)
+        str(x.dtype) if eqx.is_array(x) else type(x).__name__
+        for x in jax.tree.leaves(params)
+        if not eqx.is_inexact_array(x)
     ]
     if non_inexact:
         raise ValueError(
             "sciml.fit: `trainable` selects leaves that are not floating-point arrays "
-            f"(dtypes {sorted(set(map(str, non_inexact)))}); only inexact arrays can train."
+            f"({', '.join(sorted(set(non_inexact)))}); only inexact arrays can train. Select "
+            "with eqx.is_inexact_array (the default), and store a trainable Python float "
+            "as an array (jnp.asarray(value))."
         )
 
     mesh = _make_mesh(devices)
@@ -1087,6 +1099,12 @@ def fit(
         else:
             batch0, _ = source.batch(source.init(key_data, 0), key_data, jnp.asarray(0))
         pass_step = _accepts_step(stage_loss)
+        # The value and gradient a line search kept at the accepted point are reused as
+        # the next step's, unless one of them is not kept (backtracking's default
+        # store_grad=False) or the objective changes with the step.
+        cache_value = (
+            linesearch and _stored_value(opt_state_shape, "grad") is not None and not pass_step
+        )
         check = _check_residual_loss if ensemble else _check_loss
         has_aux, aux_names, value_dtype, uses_key = check(
             stage_loss, model, batch0, key_loss, pass_step
@@ -1107,7 +1125,7 @@ def fit(
             pass_step=pass_step,
             uses_key=uses_key,
             linesearch=linesearch,
-            cache_value=linesearch,
+            cache_value=cache_value,
             hist_dtype=jnp.result_type(value_dtype),
             # An ensemble shards its members, not the batch (see `member_sharding`).
             batch_sharding=None if ensemble else batch_sharding,
@@ -1204,7 +1222,9 @@ def fit(
             params=st["params"],
             opt_state=st["opt_state"],
             meta=dict(meta_common, stage=stage_index, step=int(st["step"])),
-            history=history.arrays(),
+            # After a divergence the saved state is behind the history (its steps are
+            # run again on resume).
+            history=history.arrays(before=int(st["step"])),
         )
         last_saved = int(st["step"])
 

@@ -6,6 +6,24 @@ import os
 from typing import Any
 
 import equinox as eqx
+import jax
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+# Typed PRNG keys (`jax.random.key`, e.g. in optax.add_noise's state) have no numpy
+# dtype: they are stored as their key data and rebuilt with the key type of `like`.
+def _save_leaf(f, x):
+    return eqx.default_serialise_filter_spec(f, jax.random.key_data(x) if _is_key(x) else x)
+
+
+def _load_leaf(f, x):
+    if _is_key(x):
+        data = eqx.default_deserialise_filter_spec(f, jax.random.key_data(x))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    return eqx.default_deserialise_filter_spec(f, x)
 
 
 def save(path: str | os.PathLike, pytree: Any) -> None:
@@ -26,7 +44,7 @@ def save(path: str | os.PathLike, pytree: Any) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            eqx.tree_serialise_leaves(f, pytree)
+            eqx.tree_serialise_leaves(f, pytree, filter_spec=_save_leaf)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -51,7 +69,7 @@ def load(path: str | os.PathLike, like: Any) -> Any:
         raise FileNotFoundError(f"sciml.load: no file at {path!r}.")
     try:
         with open(path, "rb") as f:
-            return eqx.tree_deserialise_leaves(f, like)
+            return eqx.tree_deserialise_leaves(f, like, filter_spec=_load_leaf)
     except Exception as e:
         raise ValueError(
             f"sciml.load: {path!r} does not match the structure of `like` ({e}). Pass a "

@@ -78,6 +78,49 @@ def test_lbfgs_reaches_rosenbrock_minimum(getkey):
     np.testing.assert_allclose(result.model, [1.0, 1.0], atol=1e-6)
 
 
+def _plain_optax(opt, value_fn, p, n):
+    """n steps of a hand-written optax loop (value, grad and value_fn forwarded)."""
+    state = opt.init(p)
+    for _ in range(n):
+        v, g = jax.value_and_grad(value_fn)(p)
+        u, state = opt.update(g, state, p, value=v, grad=g, value_fn=value_fn)
+        p = optax.apply_updates(p, u)
+    return p
+
+
+def test_line_searches_match_a_plain_optax_loop(getkey):
+    X = jax.random.normal(getkey(), (20, 3))
+    y = X @ jnp.array([1.0, -2.0, 0.5])
+
+    def loss(m, batch, *, key):
+        Xb, yb = batch
+        return jnp.mean((Xb @ m - yb) ** 2)
+
+    # Backtracking keeps the value but not the gradient by default (store_grad=False);
+    # fit used to ask the state for both and fail.
+    for store_grad in (False, True):
+        opt = optax.chain(optax.sgd(1.0), optax.scale_by_backtracking_linesearch(
+            max_backtracking_steps=15, store_grad=store_grad))
+        r = sciml.fit(jnp.zeros(3), loss, opt, steps=12, key=getkey(), data=(X, y),
+                      progress=False)
+        want = _plain_optax(opt, lambda m: loss(m, (X, y), key=None), jnp.zeros(3), 12)
+        np.testing.assert_allclose(r.model, want, rtol=1e-10)
+
+
+def test_lbfgs_history_of_a_loss_that_changes_with_the_step(getkey):
+    # A line search's value at the accepted point belongs to the step that ran it; with
+    # a step-dependent loss the next step's loss must be evaluated afresh.
+    def loss(m, batch, *, key, step):
+        w = 1.0 + step
+        v = w * jnp.sum((m - 1.0) ** 2)
+        return v, {"w": w, "by_hand": w * jnp.sum((m - 1.0) ** 2)}
+
+    r = sciml.fit(jnp.full(2, 3.0), loss, optax.lbfgs(), steps=4, key=getkey(),
+                  progress=False)
+    np.testing.assert_allclose(r.history["w"], [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(r.history["loss"], r.history["by_hand"], rtol=1e-12)
+
+
 def _blowup_problem():
     # x follows plain gradient descent on -x + eps*log(c - x); the log turns NaN once
     # x exceeds c, at a step we compute by hand below.
@@ -157,6 +200,56 @@ def test_resume_is_bit_exact(getkey, tmp_path):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(full.history["loss"], resumed.history["loss"])
     np.testing.assert_array_equal(full.history["bias"], resumed.history["bias"])
+
+
+class _StopAt:
+    every = 1
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, info):
+        return info.step == self.step
+
+
+def test_resume_after_a_divergence_equals_an_uninterrupted_run(getkey, tmp_path):
+    # The checkpoint written at a divergence holds the last finite state, one step
+    # behind the history; its history used to keep the steps after it, so a resumed
+    # run listed them twice.
+    def loss(m, batch, *, key, step):
+        return jnp.sum((m - 1.0) ** 2) + jnp.where(step == 25, jnp.nan, 0.0)
+
+    def healed(m, batch, *, key, step):
+        return jnp.sum((m - 1.0) ** 2)
+
+    key, ckpt = getkey(), tmp_path / "run"
+    with pytest.raises(sciml.DivergenceError):
+        sciml.fit(jnp.zeros(2), loss, optax.sgd(0.01), steps=40, key=key, progress=False,
+                  checkpoint=ckpt)
+    resumed = sciml.fit(jnp.zeros(2), healed, optax.sgd(0.01), steps=40, key=key,
+                        progress=False, checkpoint=ckpt, resume=True)
+    full = sciml.fit(jnp.zeros(2), healed, optax.sgd(0.01), steps=40, key=key,
+                     progress=False)
+    np.testing.assert_array_equal(resumed.history["step"], np.arange(40))
+    np.testing.assert_array_equal(resumed.history["loss"], full.history["loss"])
+    np.testing.assert_array_equal(resumed.model, full.model)
+
+
+def test_bfloat16_run_resumes(getkey, tmp_path):
+    def loss(m, batch, *, key):
+        return jnp.sum((m - 1.0) ** 2)
+
+    m0, key, ckpt = jnp.zeros(2, jnp.bfloat16), getkey(), tmp_path / "run"
+    full = sciml.fit(m0, loss, optax.sgd(0.1), steps=10, key=key, progress=False)
+    sciml.fit(m0, loss, optax.sgd(0.1), steps=10, key=key, progress=False, checkpoint=ckpt,
+              callbacks=[_StopAt(5)])
+    resumed = sciml.fit(m0, loss, optax.sgd(0.1), steps=10, key=key, progress=False,
+                        checkpoint=ckpt, resume=True)
+    np.testing.assert_array_equal(resumed.history["loss"], full.history["loss"])
+    np.testing.assert_array_equal(resumed.model.astype(jnp.float32),
+                                  full.model.astype(jnp.float32))
+    # By hand: 1 - m_k = 0.8^k in exact arithmetic, loss 2 (1 - m)^2, to bfloat16 rounding.
+    np.testing.assert_allclose(full.history["loss"], 2 * 0.64 ** np.arange(10), rtol=3e-2)
 
 
 def test_resume_refuses_other_schedule(getkey, tmp_path):
@@ -339,6 +432,42 @@ def test_save_load_round_trip(getkey, tmp_path):
         sciml.load(tmp_path / "missing.eqx", like)
 
 
+def test_typed_keys_save_and_resume(getkey, tmp_path):
+    # Typed PRNG keys have no numpy dtype; they used to fail the save, which lost a
+    # checkpointed run whose optimiser state holds one (optax.add_noise).
+    tree = {"k": jax.random.key(3), "ks": jax.random.split(jax.random.key(5), 4),
+            "rbg": jax.random.key(7, impl="rbg"), "raw": jax.random.PRNGKey(1)}
+    sciml.save(tmp_path / "k.eqx", tree)
+    like = {"k": jax.random.key(0), "ks": jax.random.split(jax.random.key(0), 4),
+            "rbg": jax.random.key(0, impl="rbg"), "raw": jax.random.PRNGKey(0)}
+    back = sciml.load(tmp_path / "k.eqx", like)
+    for name in tree:
+        np.testing.assert_array_equal(jax.random.key_data(back[name]),
+                                      jax.random.key_data(tree[name]))
+    assert str(jax.random.key_impl(back["rbg"])) == str(jax.random.key_impl(tree["rbg"]))
+    np.testing.assert_array_equal(jax.random.normal(back["k"]), jax.random.normal(tree["k"]))
+
+    def loss(m, batch, *, key):
+        return jnp.sum((m - 1.0) ** 2)
+
+    opt = optax.chain(optax.add_noise(0.01, 0.55, 0), optax.adam(0.05))
+    key = getkey()
+    full = sciml.fit(jnp.zeros(2), loss, opt, steps=30, key=key, progress=False)
+
+    class StopAt:
+        every = 10
+
+        def __call__(self, info):
+            return info.step == 10
+
+    ckpt = tmp_path / "run"
+    sciml.fit(jnp.zeros(2), loss, opt, steps=30, key=key, progress=False, checkpoint=ckpt,
+              callbacks=[StopAt()])
+    resumed = sciml.fit(jnp.zeros(2), loss, opt, steps=30, key=key, progress=False,
+                        checkpoint=ckpt, resume=True)
+    np.testing.assert_array_equal(full.model, resumed.model)
+
+
 # ---------------------------------------------------------------------------------
 # Bad input: each gets a clear error before training.
 
@@ -367,6 +496,19 @@ def test_bad_arguments(getkey, kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         sciml.fit(**args)
+
+
+def test_trainable_non_arrays_are_named(getkey):
+    # A Python float and a function selected as trainable used to fail with a bare
+    # AttributeError ("'float' object has no attribute 'dtype'").
+    model = (jnp.zeros(2), 2.0, jnp.arange(3))
+
+    def loss(m, batch, *, key):
+        return jnp.sum((m[0] - m[1]) ** 2)
+
+    with pytest.raises(ValueError, match=r"\(float, int(32|64)\).*jnp.asarray"):
+        sciml.fit(model, loss, optax.adam(1e-2), steps=3, key=getkey(), progress=False,
+                  trainable=lambda x: True)
 
 
 def test_bad_losses(getkey):

@@ -53,6 +53,23 @@ def test_deeponet_unaligned_split_keys(files, tmp_path):
     assert (out / "predictions.png").is_file()
 
 
+def test_deeponet_with_fewer_sensors_than_points(tmp_path):
+    # DeepXDE's aligned layout does not tie the m sensors to the n output points; the
+    # run used to train, then fail drawing the inputs against the output locations.
+    rng = np.random.default_rng(0)
+    branch, trunk = rng.normal(size=(12, 7)), np.linspace(0, 1, 9)[:, None]
+    y = branch.mean(axis=1, keepdims=True) * trunk[:, 0]
+    sd.save_npz(tmp_path / "d.npz", sd.TripleCartesianProd(branch, trunk, y))
+    out = tmp_path / "run"
+    code = main(["train", "--train", str(tmp_path / "d.npz"), "--test", str(tmp_path / "d.npz"),
+                 "--steps", "5", "--quiet", "--out", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    pred = np.load(out / "predictions.npz")["y_pred"]
+    np.testing.assert_allclose(metrics["test_mse"], np.mean((pred - y) ** 2), rtol=1e-4)
+    assert (out / "predictions.png").is_file()
+
+
 def test_lssl_aligned_and_other_rate(files, tmp_path):
     out = tmp_path / "run"
     code = main(["train", "--model", "lssl", "--train", str(files / "train.npz"), "--test",

@@ -24,7 +24,9 @@ def plot_predictions(
 
     **Arguments:**
 
-    - `x`: output locations `(n,)`; `input_x`: sensor locations (default `x`).
+    - `x`: output locations `(n,)`; `input_x`: sensor locations (default `x` when there
+      are as many sensors as output points, else the sensor index: DeepXDE's files do not
+      store where the sensors are).
     - `inputs`: sensor values `(N, m)`; `truth`: `(N, n)`.
     - `predictions`: `{label: (N, n) array}`, one dashed line style per model.
     - `path`: the PNG file; `num`: how many functions; `title`: figure title.
@@ -34,12 +36,18 @@ def plot_predictions(
     The path written.
     """
     x = np.asarray(x)
-    input_x = x if input_x is None else np.asarray(input_x)
+    inputs = np.asarray(inputs)
+    if input_x is None:
+        same = inputs.shape[-1] == len(x)
+        input_x, input_label = (x, "x") if same else (np.arange(inputs.shape[-1]), "sensor")
+    else:
+        input_x, input_label = np.asarray(input_x), "x"
     num = min(num, len(truth))
     fig, axes = _plot.figure(2, num, figsize=(3.6 * num, 5.5), squeeze=False)
     for j in range(num):
-        axes[0, j].plot(input_x, np.asarray(inputs)[j], "k-", lw=1)
+        axes[0, j].plot(input_x, inputs[j], "k-", lw=1)
         axes[0, j].set_title(f"u #{j}", fontsize=9)
+        axes[0, j].set_xlabel(input_label)
         axes[1, j].plot(x, np.asarray(truth)[j], "k-", lw=2, label="reference")
         for i, (label, pred) in enumerate(predictions.items()):
             axes[1, j].plot(x, np.asarray(pred)[j], f"C{i}--", lw=1.5, label=label)
