@@ -661,6 +661,8 @@ def _check_loss(loss, model, batch, key, pass_step):
     for name, v in aux.items():
         if not isinstance(name, str):
             raise ValueError(f"sciml.fit: aux keys must be strings, got {name!r}.")
+        if isinstance(v, bool | int | float | np.number):
+            continue  # a Python number (e.g. a constant term) is recorded as it is
         if not isinstance(v, jax.ShapeDtypeStruct) or v.shape != ():
             raise ValueError(
                 f"sciml.fit: the aux term {name!r} returned by `loss` must be a scalar, got "

@@ -170,6 +170,8 @@ def _write_report(out: pathlib.Path, name: str, description: str, metrics: dict)
 
 def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None = None) -> dict:
     """Runs one problem into `options.out`; returns its metrics (with wall time)."""
+    if options.out.exists() and not options.out.is_dir():
+        raise CLIError(f"--out {options.out}: is a file; name a directory for the results.")
     options.out.mkdir(parents=True, exist_ok=True)
     if run is None:
         run = _load_run(entry)
@@ -210,17 +212,32 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _int(text: str) -> int:
+def _positive_float(text: str) -> float:
     try:
-        return int(text)
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    # jax.random.key takes the seed modulo 2**32 (without float64), so a larger one
+    # silently repeats a smaller one's numbers.
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {value}")
+    return value
 
 
 def _add_run_options(p: argparse.ArgumentParser, *, out_default: str | None) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes (about 20 s each)")
     p.add_argument("--steps", type=_positive_int, default=None, help="override training steps")
-    p.add_argument("--seed", type=_int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="PRNG seed (default 0)")
     p.add_argument(
         "--out",
         default=out_default,
@@ -251,6 +268,8 @@ def _cmd_run(args) -> int:
             raise CLIError(f"unknown problem {args.name!r}. Known problems: {known}.")
         selected = [args.name]
     base = pathlib.Path(args.out) if args.out else pathlib.Path("runs")
+    if base.exists() and not base.is_dir():
+        raise CLIError(f"--out {base}: is a file; name a directory for the results.")
     rows, failed = [], []
     for name in selected:
         out = base / name if (args.name == "all" or not args.out) else base

@@ -92,6 +92,9 @@ def test_a_failing_problem_fails_the_run(problems_dir, tmp_path):
         (["run", "tiny", "--steps", "0"], "expected a positive integer, got 0"),
         (["run", "tiny", "--steps", "ten"], "expected a positive integer, got 'ten'"),
         (["run", "tiny", "--seed", "x"], "expected an integer"),
+        # jax.random.key would wrap 2**32 onto seed 0.
+        (["run", "tiny", "--seed", str(2**32)], "expected an integer in [0, 2**32)"),
+        (["run", "tiny", "--seed", "-1"], "expected an integer in [0, 2**32)"),
         (["run"], "the following arguments are required: name"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -130,6 +133,14 @@ def test_family_command_errors_name_the_family(capsys):
         cli.main(["kinetics", "bogus"])
     assert info.value.code == 2
     assert "sciml kinetics: error" in capsys.readouterr().err
+
+
+def test_run_out_that_is_a_file(problems_dir, tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "tiny", "--problems", str(problems_dir), "--out", str(tmp_path / "f")])
+    assert info.value.code == 2
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_console_script_and_problem_script(problems_dir, tmp_path):

@@ -511,6 +511,17 @@ def test_trainable_non_arrays_are_named(getkey):
                   trainable=lambda x: True)
 
 
+def test_python_number_aux_terms_are_recorded(getkey):
+    def loss(m, batch, *, key):
+        return jnp.sum((m - 1.0) ** 2), {"c": 1.5, "n": 3, "r": jnp.sum(m)}
+
+    r = sciml.fit(jnp.zeros(2), loss, optax.sgd(0.25), steps=4, key=getkey(), progress=False)
+    np.testing.assert_array_equal(r.history["c"], 1.5)
+    np.testing.assert_array_equal(r.history["n"], 3.0)
+    # m_k = 1 - 0.5^k by hand.
+    np.testing.assert_allclose(r.history["r"], 2 * (1 - 0.5 ** np.arange(4)), rtol=1e-12)
+
+
 def test_bad_losses(getkey):
     X, y = _regression_data()
     model = Linear(jnp.zeros(5), jnp.zeros(()))

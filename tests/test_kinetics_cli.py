@@ -150,6 +150,19 @@ def test_fit_direct_recovers_constants(files):
         ("D.csv", "experiment,t,A\nrun1,0.1,-0.5\n", "column 'A': negative concentration"),
         ("M.txt", "A + * <=> A*\nA* -> B\n", "line 2: the step does not conserve surface sites"),
         ("I.csv", "experiment;A;B;A*;*\nrun1;1;0;0;1\n", "separated by semicolons"),
+        # Blank lines are skipped but still counted as lines of the file.
+        (
+            "I.csv",
+            "experiment,A,B,A*,*\n\nrun1,1,0,0,1\n\nrun2,1,abc,0,1\n",
+            "row 2 (line 5), column 'B': 'abc' is not a number",
+        ),
+        ("I.csv", "# states\nexperiment,A,B,A*,*\nrun1,1,0,0,1\n", "line 1: the first row"),
+        # float() reads Python's digit separators; a CSV cell '1_0' is not 10.
+        (
+            "D.csv",
+            "experiment,t,A\nrun1,1_0,0.5\n",
+            "row 1 (line 2), column 't': '1_0' is not a number",
+        ),
     ],
 )
 def test_fit_bad_files(files, capsys, which, content, message):
@@ -221,3 +234,27 @@ def test_fit_polish_needs_kinn(files, capsys):
     assert rc == 2
     assert "--polish always refines a KINN surrogate fit" in capsys.readouterr().err
     assert not (files / "out").exists()
+
+
+def _simulate_args(files, out):
+    return ("simulate", "--mechanism", files / "M.txt", "--rates", files / "R.json",
+            "--initial", files / "I.csv", "--t-end", 1.0, "--out", out)
+
+
+def test_simulate_failed_solve_and_bad_out(files, capsys):
+    # A solve that cannot finish is named, not a JAX traceback; an --out that cannot be
+    # written is refused before any solve.
+    (files / "R.json").write_text(json.dumps({"ka": 1e300, "kd": 1.0, "kr": 2.0}))
+    assert _run(*_simulate_args(files, files / "S.csv")) == 2
+    err = capsys.readouterr().err
+    assert "the solve of experiment(s) ['run1', 'run2'] failed" in err and "R.json" in err
+    assert not (files / "S.csv").exists()
+    (files / "R.json").write_text(json.dumps(RATES))
+    assert _run(*_simulate_args(files, files)) == 2
+    assert "is a directory" in capsys.readouterr().err
+    (files / "D.csv").write_text("experiment,t,A\nrun1,0.1,0.5\n")
+    (files / "taken").write_text("")
+    args = list(_fit_args(files))
+    args[args.index("--out") + 1] = files / "taken"
+    assert _run(*args) == 2
+    assert "--out" in capsys.readouterr().err

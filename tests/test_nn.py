@@ -67,9 +67,21 @@ def test_periodic_embedding_is_exactly_periodic(getkey):
     np.testing.assert_allclose(net(x), net(shifted), rtol=1e-12)
     with pytest.raises(ValueError, match="periods must be > 0"):
         sciml.nn.PeriodicEmbedding(axes=[0], periods=[0.0])
+    # A negative axis counts from the end, as in numpy: (x0, cos, sin) of x1.
+    last = sciml.nn.PeriodicEmbedding(axes=[-1], periods=[1.0])
+    np.testing.assert_allclose(last(x), [0.37, np.cos(3.0 * np.pi), np.sin(3.0 * np.pi)],
+                               atol=1e-12)
+    np.testing.assert_allclose(last(x.at[1].add(1.0)), last(x), atol=1e-12)
+    with pytest.raises(ValueError, match="do not all index"):
+        sciml.nn.PeriodicEmbedding(axes=[2], periods=[1.0])(x)
+    with pytest.raises(ValueError, match="repeat"):
+        sciml.nn.PeriodicEmbedding(axes=[1, -1], periods=[1.0, 1.0])(x)
 
 
 def test_rescale_and_output_transform(getkey):
+    # Built inside a jitted function, the bounds are traced: no comparison at build time.
+    built = eqx.filter_jit(lambda lo, hi, x: sciml.nn.Rescale(lo, hi)(x))
+    np.testing.assert_allclose(built(jnp.array([0.0]), jnp.array([4.0]), jnp.array([1.0])), [-0.5])
     r = sciml.nn.Rescale([0.0, -2.0], [1.0, 2.0])
     np.testing.assert_allclose(r(jnp.array([0.0, -2.0])), [-1.0, -1.0])
     np.testing.assert_allclose(r(jnp.array([1.0, 2.0])), [1.0, 1.0])

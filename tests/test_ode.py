@@ -330,6 +330,11 @@ def test_refused_combinations_raise():
         so.NeuralODE(f, regulariser=so.KineticEnergyRegulariser(1.0))(jnp.ones(2))
     with pytest.raises(TypeError, match="regulariser"):
         so.NeuralODE(f, regulariser="ernode")
+    with pytest.raises(ValueError, match="2 regularisers that report as 'error_estimate'"):
+        so.NeuralODE(f, regulariser=(er, so.ErrorEstimateRegulariser(1.0, rtol=0.1, atol=0.1)))
+    # Sum and max forms of the stiffness estimate are two records of one solve.
+    so.NeuralODE(f, regulariser=(so.StiffnessRegulariser(1.0, form="sum"),
+                                 so.StiffnessRegulariser(1.0, form="max")))
     with pytest.raises(ValueError, match="jump_ts"):
         ctrl = diffrax.PIDController(rtol=1e-3, atol=1e-6, jump_ts=[0.5])
         so.NeuralODE(f, stepsize_controller=ctrl)
@@ -352,6 +357,38 @@ def test_backsolve_still_serves_unregularised_and_integral_models(getkey):
     g_back = jax.grad(loss)(theta, diffrax.BacksolveAdjoint(), reg)
     # The continuous adjoint differs from the discrete one by the solver tolerance.
     np.testing.assert_allclose(g_back, g_discrete, rtol=1e-5)
+
+
+@pytest.mark.parametrize("reg", [None, so.KineticEnergyRegulariser(0.5, jacobian_weight=0.0)])
+def test_backsolve_with_constant_steps_and_ts_ending_at_t1(reg):
+    # Saving t1 beside a `ts` that ends there gave NaN gradients under BacksolveAdjoint
+    # with a constant step, even without a regulariser.
+    ts, y0 = jnp.linspace(0.0, 1.0, 5), jnp.array([1.0, 2.0])
+
+    def loss(a):
+        model = so.NeuralODE(lambda t, y, args: -args * y, dt0=0.05,
+                             stepsize_controller=diffrax.ConstantStepSize(),
+                             adjoint=diffrax.BacksolveAdjoint(), regulariser=reg)
+        ys, stats = model(y0, ts, args=a)
+        return jnp.sum(ys**2) + stats["regularisation"]
+
+    # y = y0 exp(-a t): the data term is sum_t |y0|^2 exp(-2at); the kinetic energy
+    # 0.5 int mean(f^2) dt = 0.5 a |y0|^2 (1 - exp(-2a)) / 4.
+    a, n0 = 1.3, 5.0
+    t = np.asarray(ts)
+    grad = np.sum(-2 * t * n0 * np.exp(-2 * a * t))
+    if reg is not None:
+        grad += 0.5 * n0 / 4 * (1 - np.exp(-2 * a) + 2 * a * np.exp(-2 * a))
+    # Tsit5 with h = 0.05 on exp(-1.3 t): local errors ~1e-9.
+    np.testing.assert_allclose(jax.grad(loss)(jnp.asarray(a)), grad, rtol=1e-6)
+
+
+def test_integral_regulariser_under_backsolve_needs_known_ts():
+    model = so.NeuralODE(lambda t, y, args: -y, stepsize_controller=diffrax.ConstantStepSize(),
+                         dt0=0.1, adjoint=diffrax.BacksolveAdjoint(),
+                         regulariser=so.KineticEnergyRegulariser(1.0, jacobian_weight=0.0))
+    with pytest.raises(ValueError, match="needs `ts` known"):
+        jax.jit(lambda ts: model(jnp.ones(2), ts)[0])(jnp.linspace(0.0, 1.0, 3))
 
 
 def test_direct_adjoint_matches_recursive_checkpoint():

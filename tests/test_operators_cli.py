@@ -102,6 +102,11 @@ def test_bad_options(files, tmp_path, capsys):
         main(["train", "--train", str(files / "train.npz"), "--test", str(files / "test_fine.npz"),
               "--out", str(tmp_path)])
     assert e.value.code == 2 and "sensors" in capsys.readouterr().err
+    # An infinite learning rate used to be accepted and to diverge at the first step.
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--train", str(files / "train.npz"), "--test", str(files / "test.npz"),
+              "--lr", "inf", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "positive finite number" in capsys.readouterr().err
 
 
 def test_dispatched_by_sciml_command(files, tmp_path):

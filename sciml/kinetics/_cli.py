@@ -33,36 +33,59 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..cli import _positive_float
+
 
 class InputError(ValueError):
     """A bad input file or option (exit status 2)."""
 
 
+class _Row(int):
+    """A data row's number (1 = the first row below the header) that also knows the
+    file line it was read from (blank lines are skipped, so the two can differ)."""
+
+    line: int
+
+    def __new__(cls, row, line):
+        self = super().__new__(cls, row)
+        self.line = line
+        return self
+
+
 def _where(path, row=None, column=None):
     out = str(path)
     if row is not None:
-        out += f", row {row} (line {row + 1})"
+        out += f", row {row} (line {getattr(row, 'line', row + 1)})"
     if column is not None:
         out += f", column {column!r}"
     return out
 
 
-def _read_csv(path) -> tuple[list[str], list[list[str]]]:
+def _read_csv(path) -> tuple[list[str], list[tuple[_Row, list[str]]]]:
     try:
         # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would
         # otherwise become part of the first column's name.
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            rows, lines = [], []
+            for row in reader:
+                if any(c.strip() for c in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
     except OSError as e:
         raise InputError(f"{path}: cannot read the file: {e.strerror or e}.") from None
     except UnicodeDecodeError as e:
         raise InputError(
             f"{path}: byte {e.start} is not UTF-8 text; save the file as UTF-8 CSV."
         ) from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         raise InputError(f"{path}: the file is empty; expected a header row and data rows.")
     header = [c.strip() for c in rows[0]]
+    if header[0].startswith("#"):
+        raise InputError(
+            f"{path}, line {lines[0]}: the first row {','.join(rows[0])!r} is a comment; the "
+            "first non-blank row must be the header (column names). Delete the comment."
+        )
     if len(header) == 1:
         for sep, name in ((";", "semicolons"), ("\t", "tabs")):
             if sep in header[0]:
@@ -79,12 +102,16 @@ def _read_csv(path) -> tuple[list[str], list[list[str]]]:
     body = rows[1:]
     if not body:
         raise InputError(f"{path}: the file has a header but no data rows.")
-    for r, row in enumerate(body, start=1):
+    for r, row in _numbered(body, lines[1:]):
         if len(row) != len(header):
             raise InputError(
                 f"{_where(path, r)}: has {len(row)} cells but the header has {len(header)}."
             )
-    return header, [[c.strip() for c in row] for row in body]
+    return header, _numbered([[c.strip() for c in row] for row in body], lines[1:])
+
+
+def _numbered(rows, lines):
+    return [(_Row(i, line), row) for i, (row, line) in enumerate(zip(rows, lines), start=1)]
 
 
 def _number(text, path, row, column, *, blank_ok=False, nonneg=True):
@@ -93,6 +120,8 @@ def _number(text, path, row, column, *, blank_ok=False, nonneg=True):
             return math.nan
         raise InputError(f"{_where(path, row, column)}: the cell is empty; a number is required.")
     try:
+        if "_" in text:  # float() takes Python's digit separators: '1_0' would read as 10
+            raise ValueError
         v = float(text)
     except ValueError:
         raise InputError(f"{_where(path, row, column)}: {text!r} is not a number.") from None
@@ -130,7 +159,7 @@ def read_initial(path, mechanism) -> tuple[list[str], np.ndarray]:
         raise InputError(f"{path}: unexpected column 't'; the initial states hold no time.")
     names, states = [], []
     col = {c: header.index(c) for c in header}
-    for r, row in enumerate(body, start=1):
+    for r, row in body:
         name = row[col["experiment"]]
         if not name:
             raise InputError(f"{_where(path, r, 'experiment')}: the experiment name is empty.")
@@ -195,7 +224,7 @@ def read_data(path, mechanism, experiments):
         raise InputError(f"{path}: no species column; add at least one observed species.")
     col = {c: header.index(c) for c in header}
     per = {e: [] for e in experiments}
-    for r, row in enumerate(body, start=1):
+    for r, row in body:
         e = row[col["experiment"]]
         if e not in per:
             raise InputError(
@@ -231,7 +260,7 @@ def _parser(prog):
     s.add_argument("--rates", required=True, help="JSON {constant: k} (R.json)")
     s.add_argument("--initial", required=True, help="CSV of initial states (I.csv)")
     s.add_argument("--t-end", required=True, type=_positive_float, help="final time")
-    s.add_argument("--points", type=_positive_int, default=101, help="output times (default 101)")
+    s.add_argument("--points", type=_points, default=101, help="output times (default 101)")
     s.add_argument("--out", required=True, help="output CSV (S.csv)")
     f = sub.add_parser("fit", help="estimate rate constants from transient data")
     f.add_argument("--mechanism", required=True, help="mechanism text file (M.txt)")
@@ -262,17 +291,7 @@ def _parser(prog):
     return p
 
 
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def _positive_int(text):
+def _points(text):
     try:
         v = int(text)
     except ValueError:
@@ -308,17 +327,28 @@ def _simulate(args) -> int:
 
     from ._simulate import simulate
 
+    out = pathlib.Path(args.out)
+    if out.is_dir():
+        raise InputError(f"--out {args.out}: is a directory; name the CSV file to write.")
     ts = np.linspace(0.0, args.t_end, args.points)
     controller = diffrax.PIDController(rtol=1e-9, atol=1e-11)
     ys = jax.jit(
         jax.vmap(
             lambda x: simulate(
-                mech, jnp.asarray(log_k), x, jnp.asarray(ts), stepsize_controller=controller
+                mech, jnp.asarray(log_k), x, jnp.asarray(ts), stepsize_controller=controller,
+                throw=False,
             )
         )
     )(jnp.asarray(x0))
     ys = np.asarray(ys)
-    out = pathlib.Path(args.out)
+    failed = [name for name, y in zip(names, ys) if not np.all(np.isfinite(y))]
+    if failed:
+        raise InputError(
+            f"the solve of experiment(s) {failed} failed before t = {args.t_end:g} (the "
+            f"stiff solver ran out of steps or diverged). Check the rate constants in "
+            f"{args.rates} (ln k spans {np.min(log_k):.3g} to {np.max(log_k):.3g}) or a "
+            "shorter --t-end."
+        )
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True)
     with open(out, "w", newline="") as f:
@@ -336,6 +366,11 @@ def _fit(args) -> int:
         raise InputError(
             f"--polish {args.polish} refines a KINN surrogate fit; it does not apply to "
             f"--method {args.method} (drop --polish or use --method kinn)."
+        )
+    if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+        raise InputError(
+            f"--out {args.out}: is a file; name a directory for estimates.json, the parity "
+            "plot and the report."
         )
     mech = _load_mechanism(args.mechanism)
     names, x0 = read_initial(args.initial, mech)

@@ -298,9 +298,20 @@ class PeriodicEmbedding(eqx.Module):
         self.omega = jnp.asarray([2 * math.pi / p for p in periods], dtype)
 
     def __call__(self, x: Array) -> Array:
-        keep = [x[i : i + 1] for i in range(x.shape[0]) if i not in self.axes]
+        n = x.shape[0]
+        if any(not -n <= a < n for a in self.axes):
+            raise ValueError(
+                f"sciml.nn.PeriodicEmbedding: axes {self.axes} do not all index an input of "
+                f"{n} coordinates."
+            )
+        # Negative axes count from the end, as in numpy (-1 used to keep the raw
+        # coordinate beside its embedding, and the result was not periodic).
+        axes = tuple(a % n for a in self.axes)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"sciml.nn.PeriodicEmbedding: axes {self.axes} repeat a coordinate.")
+        keep = [x[i : i + 1] for i in range(n) if i not in axes]
         periodic = [
-            jnp.stack([jnp.cos(w * x[a]), jnp.sin(w * x[a])]) for a, w in zip(self.axes, self.omega)
+            jnp.stack([jnp.cos(w * x[a]), jnp.sin(w * x[a])]) for a, w in zip(axes, self.omega)
         ]
         return jnp.concatenate(keep + periodic)
 
@@ -315,7 +326,9 @@ class Rescale(eqx.Module):
         dtype = _default_float() if dtype is None else dtype
         lower = jnp.atleast_1d(jnp.asarray(lower, dtype))
         upper = jnp.atleast_1d(jnp.asarray(upper, dtype))
-        if lower.shape != upper.shape or bool(jnp.any(upper <= lower)):
+        # Bounds traced under jit cannot be compared here; their shapes still can.
+        traced = isinstance(lower, jax.core.Tracer) or isinstance(upper, jax.core.Tracer)
+        if lower.shape != upper.shape or (not traced and bool(jnp.any(upper <= lower))):
             raise ValueError(
                 f"sciml.nn.Rescale: need lower < upper elementwise, got {lower} and {upper}."
             )

@@ -84,6 +84,16 @@ def _check_common(where, solver, controller, adjoint, regs, t0, t1, max_steps, *
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= 0:
         raise ValueError(f"{where}: `max_steps` must be a positive int, got {max_steps!r}.")
     heuristic = [r for r in regs if isinstance(r, AbstractHeuristicRegulariser)]
+    names = [r.name for r in regs]
+    for name in sorted(set(names)):
+        if names.count(name) > 1:
+            # One stats entry per name; and one solve accumulates one error estimate,
+            # under one set of tolerances (a second ERNODE's were silently ignored).
+            raise ValueError(
+                f"{where}: `regulariser` holds {names.count(name)} regularisers that "
+                f"report as {name!r}. Pass one, with the weight you want (a sum of weights "
+                "is one weight)."
+            )
     if heuristic and not isinstance(adjoint, _DISCRETE_ADJOINTS):
         raise ValueError(
             f"{where}: {type(heuristic[0]).__name__} is built from the solver's internal "
@@ -146,10 +156,31 @@ def _heuristics_solver(solver, controller, adjoint, heuristic):
 
 
 
-def _solve(model, terms, y0, ts, args, heuristic):
-    """One diffrax solve of a NeuralODE/NeuralSDE with its heuristics-collecting solver."""
+def _solve(model, terms, y0, ts, args, heuristic, need_final=False):
+    """One diffrax solve of a NeuralODE/NeuralSDE with its heuristics-collecting solver.
+
+    **Returns:** `(solution, final, ys)`: the state at `t1` (None unless `need_final` or
+    `ts` is None) and the states at `ts`.
+    """
     solver = _heuristics_solver(model.solver, model.stepsize_controller, model.adjoint, heuristic)
-    return diffrax.diffeqsolve(
+    # Saving t1 beside a `ts` that ends there saves one time twice; under BacksolveAdjoint
+    # with a constant step the zero-length backward interval makes every gradient NaN
+    # (diffrax 0.7). So t1 is saved only when its state is read, and read from `ts`
+    # when `ts` is known to end there.
+    save_t1 = ts is None or need_final
+    read_t1_from_ts = False
+    if ts is not None and need_final and _backsolve_with_constant_steps(model):
+        if isinstance(ts, jax.core.Tracer) or jnp.ndim(ts) != 1 or len(ts) == 0:
+            raise ValueError(
+                f"{type(model).__name__}: an integral regulariser under BacksolveAdjoint "
+                "with a constant step size needs `ts` known when the model is traced (not "
+                "an argument of a jitted function), to tell whether it ends at t1. Close "
+                "over `ts`, or use diffrax.RecursiveCheckpointAdjoint() or a "
+                "PIDController."
+            )
+        read_t1_from_ts = float(ts[-1]) == float(model.t1)
+        save_t1 = not read_t1_from_ts
+    sol = diffrax.diffeqsolve(
         terms,
         solver,
         model.t0,
@@ -157,24 +188,28 @@ def _solve(model, terms, y0, ts, args, heuristic):
         model.dt0,
         y0,
         args=args,
-        saveat=_saveat(ts, bool(heuristic)),
+        # One SubSaveAt, and the solver state only when read: BacksolveAdjoint accepts
+        # nothing else.
+        saveat=diffrax.SaveAt(
+            ts=ts, t1=save_t1, solver_state=bool(heuristic)
+        ),
         stepsize_controller=model.stepsize_controller,
         adjoint=model.adjoint,
         max_steps=model.max_steps,
         throw=model.throw,
     )
-
-def _saveat(ts, record: bool):
-    # One SubSaveAt (ts, then t1) and the solver state only when read: BacksolveAdjoint
-    # accepts nothing else.
+    last = jtu.tree_map(lambda x: x[-1], sol.ys)
     if ts is None:
-        return diffrax.SaveAt(t1=True, solver_state=record)
-    return diffrax.SaveAt(ts=ts, t1=True, solver_state=record)
+        return sol, last, last
+    if save_t1:
+        return sol, last, jtu.tree_map(lambda x: x[:-1], sol.ys)
+    return sol, (last if read_t1_from_ts else None), sol.ys
 
 
-def _split_ys(ys, ts):
-    final = jtu.tree_map(lambda x: x[-1], ys)
-    return final, (final if ts is None else jtu.tree_map(lambda x: x[:-1], ys))
+def _backsolve_with_constant_steps(model) -> bool:
+    return isinstance(model.adjoint, diffrax.BacksolveAdjoint) and isinstance(
+        model.stepsize_controller, diffrax.ConstantStepSize
+    )
 
 
 def _stats(sol, solver, regs, heuristic, integral, integrals, step, dtype, *, is_sde):
@@ -312,8 +347,9 @@ class NeuralODE(eqx.Module):
             state0 = (y0, tuple(jnp.zeros((), dtype) for _ in integral))
         else:
             field, state0 = vf, y0
-        sol = _solve(self, diffrax.ODETerm(field), state0, ts, args, heuristic)
-        final, ys = _split_ys(sol.ys, ts)
+        sol, final, ys = _solve(
+            self, diffrax.ODETerm(field), state0, ts, args, heuristic, need_final=bool(integral)
+        )
         integrals = ()
         if integral:
             integrals = final[1]
@@ -468,8 +504,7 @@ class NeuralSDE(eqx.Module):
                 lambda t, y, a: lx.DiagonalLinearOperator(diffusion(t, y, a)), bm
             ),
         )
-        sol = _solve(self, terms, y0, ts, args, heuristic)
-        _, ys = _split_ys(sol.ys, ts)
+        sol, _, ys = _solve(self, terms, y0, ts, args, heuristic)
         stats = _stats(sol, self.solver, regs, heuristic, (), (), step, y0.dtype, is_sde=True)
         tableau = self.solver.tableau
         stages = len(tableau.b_sol)

@@ -17,32 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _int(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+from ..cli import _positive_float, _positive_int, _seed
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -66,7 +41,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     t.add_argument("--model", choices=("deeponet", "lssl"), default="deeponet",
                    help="deeponet (default; any layout) or lssl (aligned data only)")
     t.add_argument("--steps", type=_positive_int, default=10000, help="Adam steps (10000)")
-    t.add_argument("--seed", type=_int, default=0, help="PRNG seed (0)")
+    t.add_argument("--seed", type=_seed, default=0, help="PRNG seed (0)")
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (deeponet 1e-3, lssl 3e-3, decayed)")
