@@ -404,7 +404,9 @@ class _Program:
             x = x.reshape(x.shape[0], -1).mean(axis=1) if x.ndim > 1 else x
             return jnp.sum(jnp.where(ok, x, 0.0)) / n_ok
 
-        value = ok_mean(jnp.mean(res**2, axis=1))
+        # An update needs two finite forecasts; with fewer the step is non-finite, and
+        # the divergence message names `ensemble_failed`.
+        value = jnp.where(n_ok >= 2, ok_mean(jnp.mean(res**2, axis=1)), jnp.nan)
         mean_res = jnp.sum(jnp.where(ok[:, None], res, 0.0), axis=0) / n_ok
         flat = jax.vmap(lambda p: ravel_pytree(p)[0])(params)
         terms = {k: ok_mean(v) for k, v in aux.items()}
@@ -1415,6 +1417,12 @@ def _divergence(code, bad_step, terms, model, history, ckpt_path):
     if code == 1:
         step = bad_step
         head = f"the loss became non-finite at step {step} ({listed}).{nonfinite}"
+        if "ensemble_failed" in terms:
+            head += (
+                f" {terms['ensemble_failed']:.0f} members had a non-finite forecast; an "
+                "ensemble update needs at least two finite ones. Draw the members where "
+                "the loss can be evaluated (or narrow their spread)."
+            )
     else:
         step = bad_step - 1
         what = "gradient" if code == 2 else "updated parameters"

@@ -78,6 +78,18 @@ def test_esmda_failed_members_are_ignored(getkey):
     assert np.all(np.isfinite(np.asarray(out)))
 
 
+def test_esmda_stops_when_fewer_than_two_forecasts_are_finite(getkey):
+    # One finite forecast defines no covariance: the update used to return NaN members.
+    prior = jnp.asarray([[0.1], [0.2], [0.9], [0.95]])
+    forward = lambda m: jnp.where(m[0] < 0.92, jnp.nan, 2.0 * m)  # noqa: E731
+    with pytest.raises(FloatingPointError, match="only 1 of 4 members have a finite"):
+        ens.esmda(forward, prior, jnp.asarray([0.6]), 0.1, alphas=(2.0, 2.0), key=getkey())
+    pred = 2.0 * prior
+    out = ens.esmda_update(prior, pred.at[1:].set(jnp.nan), jnp.asarray([0.6]), 0.1, 1.0,
+                           key=getkey())
+    np.testing.assert_array_equal(out, prior)  # unchanged, not NaN
+
+
 def test_esmda_input_errors(getkey):
     m = jnp.zeros((10, 2))
     with pytest.raises(ValueError, match="sum\\(1/alpha\\) = 1"):

@@ -249,3 +249,18 @@ def test_ensemble_members_shard_over_two_devices(tmp_path):
     # Sharded sums over members run in another order: equal to rounding.
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_fit_stops_when_fewer_than_two_members_are_finite(getkey):
+    # Three of four members give a non-finite residual: an update has no covariance
+    # to use, and the message says so (it used to blame a gradient and a learning rate,
+    # which an ensemble method does not have).
+    members = {"w": jnp.asarray([[-1.0], [0.2], [0.1], [0.9]])}
+
+    def residual(m, batch, *, key):
+        return jnp.where(m["w"][0] < 0.3, jnp.nan, (m["w"] - 0.3) / 0.1)
+
+    with pytest.raises(sciml.DivergenceError, match="ensemble update needs at least two") as e:
+        sciml.fit(members, residual, ens.ESMDA(2), steps=2, key=getkey(), progress=False)
+    assert e.value.step == 0 and e.value.terms["ensemble_failed"] == 3.0
+    np.testing.assert_array_equal(e.value.model["w"], members["w"])

@@ -216,6 +216,8 @@ def test_interval_and_spacetime(getkey):
 def test_domain_errors():
     with pytest.raises(ValueError, match="lower < upper"):
         P.Box([0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="are empty"):
+        P.Box([], [])
     with pytest.raises(ValueError, match="lower < upper"):
         P.Interval(1.0, 0.0)
     with pytest.raises(ValueError, match="SpaceTime"):
@@ -254,6 +256,11 @@ def test_grad_norm_weights():
     # No gradient flows into the weights.
     g = jax.grad(lambda th: P.grad_norm_weights(terms, M(th))["big"])(m.theta)
     np.testing.assert_array_equal(g, 0.0)
+    # A term without gradient keeps weight 1 (it was mean / 0, ~1e37 in float32).
+    flat = lambda m: {"big": 10.0 * m.theta[0], "const": jnp.asarray(2.0) + 0 * m.theta[0]}
+    w = P.grad_norm_weights(flat, m)
+    np.testing.assert_allclose(w["big"], 0.5)
+    np.testing.assert_allclose(w["const"], 1.0)
 
 
 def test_causal_weights():

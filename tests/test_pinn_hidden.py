@@ -125,6 +125,30 @@ def test_identify_selects_the_true_term_and_refits_it_exactly():
     assert ident.candidates[0][0] == ident.support
 
 
+def test_identify_on_clean_data_keeps_the_true_support():
+    # Damped oscillator x' = v, v' = -x + h with the hidden h = -v/2, 25 clean readings,
+    # exact surrogate and hidden term. Misfits at the solver's tolerance used to decide
+    # the support: (x, v, x^2) scored below the true (v,).
+    w = np.sqrt(1 - 1 / 16)
+
+    def exact(t):
+        e, c, s = jnp.exp(-t / 4), jnp.cos(w * t), jnp.sin(w * t)
+        x = e * (c + s / (4 * w))
+        return jnp.stack([x, -x / 4 + e * (-w * s + c / 4)])
+
+    t_obs = np.linspace(0.0, 6.0, 25)
+    problem = HiddenTermODE(lambda t, y: jnp.stack([y[1], -y[0]]), t_obs,
+                            np.asarray(jax.vmap(exact)(jnp.asarray(t_obs))), t_span=(0.0, 6.0),
+                            hidden_components=[1])
+    model = problem.model(key=jax.random.key(0))
+    model = eqx.tree_at(lambda m: m.surrogate, model, exact)
+    model = eqx.tree_at(lambda m: m.hidden, model, lambda y: jnp.stack([0 * y[0], -0.5 * y[1]]))
+    ident = problem.identify(model, names=("x", "v"))
+    assert ident.support[1] == (sympy.Symbol("v"),)
+    # The refit is exact to the solver's accuracy (truth -1/2).
+    np.testing.assert_allclose(np.asarray(ident.term.coefficients), [-0.5], rtol=1e-6)
+
+
 def test_identify_refuses_bad_arguments():
     t = np.linspace(0, 1, 5)
     problem = HiddenTermODE(logistic_known, t, logistic(t)[:, None], t_span=(0, 1))

@@ -91,6 +91,21 @@ def test_method_of_lines_converges_at_second_order():
     np.testing.assert_allclose(errors[0] / errors[1], 4.0, rtol=0.1)
 
 
+def test_method_of_lines_starts_on_the_dirichlet_values():
+    # u_t = u_xx, u(x, 0) = 1, u = 0 at both ends: the ends used to keep u0's value 1
+    # for ever. Exact: sum over odd n of 4/(n pi) sin(n pi x) exp(-n^2 pi^2 t).
+    x = jnp.linspace(0.0, 1.0, 101)
+    ts = jnp.asarray([0.05, 0.1, 0.2])
+    sol = sciml.pinn.method_of_lines(lambda d: d.u_xx, jnp.ones_like(x), x, ts, Dirichlet(0.0),
+                                     t0=0.0, rtol=1e-10, atol=1e-12)
+    n = np.arange(1, 60, 2)[:, None, None]
+    exact = np.sum(4 / (n * np.pi) * np.sin(n * np.pi * np.asarray(x)[None, None, :])
+                   * np.exp(-(n * np.pi) ** 2 * np.asarray(ts)[None, :, None]), axis=0)
+    np.testing.assert_array_equal(sol[:, [0, -1]], 0.0)
+    # Second-order differences on 101 nodes after a step start.
+    np.testing.assert_allclose(sol, exact, atol=2e-4)
+
+
 def test_closed_form_loss_gradient_and_refit(getkey):
     problem = wave_problem()
     u = sympy.Symbol("u")

@@ -5,6 +5,7 @@ import math
 import sys
 import time
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -341,6 +342,12 @@ def test_symbolic_function_from_free_expressions():
     p = jnp.array([0.4, 0.9])
     ref = 0.5 * 0.4**2 / 2.2 - 2.0 * np.exp(-0.28)
     np.testing.assert_allclose(float(f(p)), ref, rtol=1e-13)
+    # Equal constants are separate parameters (they used to be tied into one, so no
+    # fit could reach 2x - y from 0.5x + 0.5y).
+    g = ss.SymbolicFunction.from_expressions([0.5 * x + 0.5 * y], ("x", "y"), scalar=True)
+    assert g.coefficients.shape == (2,)
+    grad = jax.grad(lambda c: eqx.tree_at(lambda h: h.coefficients, g, c)(p))(g.coefficients)
+    np.testing.assert_allclose(sorted(np.asarray(grad)), [0.4, 0.9], rtol=1e-13)
 
 
 def test_default_backend_never_imports_pysr():

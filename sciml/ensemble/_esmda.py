@@ -161,7 +161,8 @@ def _kalman_update(m, dmat, d_obs, sqrt, alpha, z):
     # ensemble mean forecast.
     dmat = jnp.where(ok[:, None], dmat, mean_d[None])
     mean_m = jnp.sum(w[:, None] * m, axis=0) / n_ok
-    scale = jnp.sqrt(n_ok - 1)
+    # Fewer than two finite forecasts define no covariance: the members stay (below).
+    scale = jnp.sqrt(jnp.maximum(n_ok - 1, 1))
     am = (m - mean_m[None]) * w[:, None] / scale  # (N, p)
     s = _whiten(sqrt, (dmat - mean_d[None]) * w[:, None]) / scale  # (N, d)
     innov = _whiten(sqrt, d_obs[None] - dmat) + jnp.sqrt(alpha) * z  # (N, d), whitened
@@ -169,10 +170,10 @@ def _kalman_update(m, dmat, d_obs, sqrt, alpha, z):
         a = s.T @ s + alpha * jnp.eye(d, dtype=dtype)  # (d, d)
         coef = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), innov.T)  # (d, N)
         # (A^T S) coef: never an N x N product (12.8 GB at N = 40 000 in float64).
-        return m + ((am.T @ s) @ coef).T
+        return jnp.where(n_ok >= 2, m + ((am.T @ s) @ coef).T, m)
     a = s @ s.T + alpha * jnp.eye(n, dtype=dtype)  # (N, N), N < d
     gain = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), s @ innov.T)  # (N, N)
-    return m + (am.T @ gain).T
+    return jnp.where(n_ok >= 2, m + (am.T @ gain).T, m)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +276,14 @@ def esmda(
     preds = _forecast(forward, members)
     record(0, np.nan, preds, members)
     keys = jax.random.split(key, len(alphas))
+    n_members = _flatten_members(members)[0].shape[0]
     for i, (alpha, k) in enumerate(zip(alphas, keys), start=1):
+        if n_members - hist["failed"][-1] < 2:
+            raise FloatingPointError(
+                f"esmda: after iteration {i - 1} only {n_members - hist['failed'][-1]} of "
+                f"{n_members} members have a finite forecast; an update needs two. Draw the "
+                "prior members where `forward` can be evaluated (or narrow the prior)."
+            )
         members = _analysis(
             members, preds, observations, jnp.asarray(obs_cov_or_std), jnp.asarray(alpha), k
         )

@@ -36,6 +36,9 @@ def _bounds(lower, upper, where):
         raise ValueError(
             f"sciml.pinn.{where}: `lower` has {len(lo)} entries but `upper` has {len(hi)}."
         )
+    if not lo:
+        raise ValueError(f"sciml.pinn.{where}: `lower` and `upper` are empty; give one bound "
+                         "per coordinate.")
     if not all(math.isfinite(v) for v in lo + hi):
         raise ValueError(f"sciml.pinn.{where}: bounds must be finite, got {lo} and {hi}.")
     bad = [i for i, (a, b) in enumerate(zip(lo, hi)) if not a < b]

@@ -597,8 +597,12 @@ class _ClosedLoopFit:
     """
 
     def __init__(self, problem, residuals, rtol, atol):
-        del rtol, atol
+        del atol
         self.problem = problem
+        # Misfits are relative to the data's scale; below ~10 rtol per observation they
+        # are the solver's own error, and a score that rewarded them would let solver
+        # noise choose the support (clean data picked (x, v, x^2) over the true (v,)).
+        self.rss_floor = np.maximum(np.asarray(problem.mask).sum(axis=0), 1) * (10 * rtol) ** 2
         self.n_obs = np.asarray(problem.mask).sum(axis=0)
         self._res = jax.jit(residuals)
         self._jac = jax.jit(jax.jacfwd(residuals))
@@ -655,7 +659,7 @@ class _ClosedLoopFit:
         """Extended BIC with one noise variance per component (Chen & Chen 2008):
         sum_i N_i log(RSS_i / N_i) + k log N + 2 sum_i log C(m, k_i)."""
         n_i = np.maximum(self.n_obs, 1)
-        fit = float(np.sum(n_i * np.log(np.maximum(rss, 1e-300) / n_i)))
+        fit = float(np.sum(n_i * np.log(np.maximum(rss, self.rss_floor) / n_i)))
         sizes = np.asarray(mask).reshape(len(n_i), -1).sum(axis=1)
         k = int(sizes.sum())
         extension = 2 * sum(math.log(math.comb(m, int(j))) for j in sizes)

@@ -86,6 +86,10 @@ class AbstractBoundary(eqx.Module):
         """Adjusts the time derivative on the grid (e.g. at Dirichlet nodes)."""
         return du
 
+    def start(self, u0: Array, x: Array, t0: Array) -> Array:
+        """The initial grid values the solve starts from (e.g. Dirichlet ends set)."""
+        return u0
+
 
 class Neumann(AbstractBoundary):
     """Zero flux, `u_x = 0`, at both ends (mirror ghost nodes in the finite differences).
@@ -133,6 +137,13 @@ class Dirichlet(AbstractBoundary):
             return jax.jvp(lambda s: self._g(xe, s), (t,), (jnp.ones_like(t),))[1]
 
         return du.at[0].set(dg(x[0])).at[-1].set(dg(x[-1]))
+
+    def start(self, u0, x, t0):
+        # `fix` only keeps the ends moving with g; they must start on it too (an initial
+        # profile that disagrees at the ends, u0 = 1 with u = 0 there, the textbook heat
+        # problem, otherwise kept its end values for ever).
+        left, right = self.values(x, t0)
+        return u0.at[0].set(left).at[-1].set(right)
 
     def values(self, x, t):
         """`value` at the two ends `x[0]`, `x[-1]` of a grid."""
@@ -203,13 +214,14 @@ def method_of_lines(
         du = jax.vmap(rhs)(d)
         return boundary.fix(du, x, t)
 
+    t0 = ts[0] if t0 is None else t0
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
         solver,
-        t0=ts[0] if t0 is None else t0,
+        t0=t0,
         t1=ts[-1],
         dt0=None,
-        y0=u0,
+        y0=boundary.start(jnp.asarray(u0), x, jnp.asarray(t0, x.dtype)),
         saveat=diffrax.SaveAt(ts=ts),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,

@@ -80,8 +80,11 @@ def grad_norm_weights(
         leaves = [jnp.sum(x**2) for x in jax.tree.leaves(g)]
         norms.append(jnp.sqrt(sum(leaves)))
     norms = jax.lax.stop_gradient(jnp.stack(norms))
-    tiny = jnp.finfo(norms.dtype).tiny
-    w = jnp.mean(norms) / jnp.maximum(norms, tiny)
+    # A term with no gradient (e.g. a boundary term a hard constraint meets exactly)
+    # has nothing to balance: weight 1, not mean / 0 (3e37 in float32, which blew up the
+    # first step where its gradient came back).
+    zero = norms == 0
+    w = jnp.where(zero, 1.0, jnp.mean(norms) / jnp.where(zero, 1.0, norms))
     return {name: w[i] for i, name in enumerate(names)}
 
 

@@ -93,17 +93,20 @@ class SymbolicFunction(eqx.Module):
 
         Integers and rationals (e.g. exponents) stay fixed.
         """
-        templates, params, values = [], [], []
-        for e in expressions:
-            e = sympy.sympify(e)
-            floats = sorted(e.atoms(sympy.Float), key=lambda f: (float(f), str(f)))
-            mapping = {}
-            for f in floats:
-                p = sympy.Dummy(f"p{len(params)}")
-                params.append(p)
-                values.append(float(f))
-                mapping[f] = p
-            templates.append(e.xreplace(mapping))
+        params, values = [], []
+
+        def parametrise(e):
+            # Each occurrence is its own parameter: equal constants (0.5 x + 0.5 y) are
+            # not tied together (one parameter per distinct value could not fit 2x - y).
+            if isinstance(e, sympy.Float):
+                params.append(sympy.Dummy(f"p{len(params)}"))
+                values.append(float(e))
+                return params[-1]
+            if not e.args:
+                return e
+            return e.func(*(parametrise(a) for a in e.args))
+
+        templates = [parametrise(sympy.sympify(e)) for e in expressions]
         return cls(templates, params, np.array(values, dtype=np.float64), names, scalar=scalar)
 
     def __call__(self, x):
