@@ -331,7 +331,24 @@ class _Program:
             rec_def,
             tuple(rec_leaves),
         )
-        self._hash = hash(self._key)
+        try:
+            self._hash = hash(self._key)
+        except TypeError:
+            # Non-array leaves are part of the compiled program, so they must hash.
+            for where, leaves in (("model", static_leaves), ("data", data_leaves),
+                                  ("recorder", rec_leaves)):
+                for leaf in leaves:
+                    try:
+                        hash(leaf)
+                    except TypeError:
+                        raise TypeError(
+                            f"sciml.fit: a non-array leaf of the {where} is a "
+                            f"{type(leaf).__name__}, which cannot be hashed; non-array leaves "
+                            "are part of the compiled program. Store it as an array, as a "
+                            "hashable value (a tuple, not a list or set), or outside the "
+                            "pytree."
+                        ) from None
+            raise
 
     def __hash__(self):
         return self._hash

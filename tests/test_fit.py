@@ -522,6 +522,19 @@ def test_python_number_aux_terms_are_recorded(getkey):
     np.testing.assert_allclose(r.history["r"], 2 * (1 - 0.5 ** np.arange(4)), rtol=1e-12)
 
 
+def test_unhashable_static_leaf_is_named(getkey):
+    class Holder:  # an object that defines equality but no hash
+        __hash__ = None
+
+    model = (jnp.zeros(2), Holder())
+
+    def loss(m, batch, *, key):
+        return jnp.sum((m[0] - 1.0) ** 2)
+
+    with pytest.raises(TypeError, match="non-array leaf of the model is a Holder"):
+        sciml.fit(model, loss, optax.adam(1e-2), steps=3, key=getkey(), progress=False)
+
+
 def test_bad_losses(getkey):
     X, y = _regression_data()
     model = Linear(jnp.zeros(5), jnp.zeros(()))
