@@ -168,10 +168,14 @@ def _write_report(out: pathlib.Path, name: str, description: str, metrics: dict)
     (out / "report.md").write_text("\n".join(lines))
 
 
+def _check_out_dir(path: pathlib.Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {path}: is a file; name a directory for the results.")
+
+
 def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None = None) -> dict:
     """Runs one problem into `options.out`; returns its metrics (with wall time)."""
-    if options.out.exists() and not options.out.is_dir():
-        raise CLIError(f"--out {options.out}: is a file; name a directory for the results.")
+    _check_out_dir(options.out)
     options.out.mkdir(parents=True, exist_ok=True)
     if run is None:
         run = _load_run(entry)
@@ -268,8 +272,7 @@ def _cmd_run(args) -> int:
             raise CLIError(f"unknown problem {args.name!r}. Known problems: {known}.")
         selected = [args.name]
     base = pathlib.Path(args.out) if args.out else pathlib.Path("runs")
-    if base.exists() and not base.is_dir():
-        raise CLIError(f"--out {base}: is a file; name a directory for the results.")
+    _check_out_dir(base)  # before the first problem runs
     rows, failed = [], []
     for name in selected:
         out = base / name if (args.name == "all" or not args.out) else base
