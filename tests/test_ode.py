@@ -101,6 +101,40 @@ def test_stiffness_penalty_value_under_constant_steps(form):
     np.testing.assert_allclose(stats["regularisation"], 2.0 * expected, rtol=1e-9)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [so.KineticEnergyRegulariser(1e-9, jacobian_weight=0.0), so.TaylorRegulariser(1e-9, order=2)],
+)
+def test_integral_regulariser_leaves_heuristics_of_the_dynamics_unchanged(extra):
+    # An integral regulariser adds ∫r as an extra state; the stiffness and error
+    # estimates are those of y alone: against the hand-built Tsit5 stages, at two scales
+    # of y0 (Shampine's estimate of a linear system does not depend on the scale).
+    a = jnp.array([[-20.0, 3.0], [-3.0, -1.0]])
+    for scale in (1.0, 100.0):
+        y0 = scale * jnp.array([1.0, 1.0])
+        model = so.NeuralODE(
+            linear_field(a),
+            stepsize_controller=diffrax.ConstantStepSize(),
+            dt0=0.05,
+            regulariser=[so.StiffnessRegulariser(1.0, form="sum"), extra],
+        )
+        _, stats = model(y0)
+        total, _ = _reference_stiffness(a, y0, 0.05, 20)
+        np.testing.assert_allclose(stats["stiffness_sum"], total / 3.5068, rtol=1e-9)
+        plain = so.NeuralODE(
+            linear_field(a),
+            stepsize_controller=diffrax.ConstantStepSize(),
+            dt0=0.05,
+            regulariser=so.ErrorEstimateRegulariser(1.0, rtol=1e-3, atol=1e-6),
+        )
+        both = eqx.tree_at(
+            lambda m: m.regulariser, plain, (plain.regulariser[0], extra)
+        )
+        np.testing.assert_allclose(
+            both(y0)[1]["error_estimate"], plain(y0)[1]["error_estimate"], rtol=1e-12
+        )
+
+
 # ----------------------------------------------------------------------------------
 # Step counts and NFE
 

@@ -128,7 +128,7 @@ def _check_common(where, solver, controller, adjoint, regs, t0, t1, max_steps, *
     evaluations_per_step(solver, is_sde=is_sde)  # raises for solvers it cannot count
 
 
-def _heuristics_solver(solver, controller, adjoint, heuristic):
+def _heuristics_solver(solver, controller, adjoint, heuristic, augmented=False):
     errors = [r for r in heuristic if isinstance(r, ErrorEstimateRegulariser)]
     if errors:
         tols = _controller_tolerances(controller)
@@ -151,18 +151,25 @@ def _heuristics_solver(solver, controller, adjoint, heuristic):
                 lambda s: s.scan_kind, solver, kind, is_leaf=lambda x: x is None
             )
     return HeuristicsSolver(
-        solver, rtol=rtol, atol=atol, error=bool(errors), stiffness=stiffness
+        solver,
+        rtol=rtol,
+        atol=atol,
+        error=bool(errors),
+        stiffness=stiffness,
+        augmented=augmented,
     )
 
 
 
-def _solve(model, terms, y0, ts, args, heuristic, need_final=False):
+def _solve(model, terms, y0, ts, args, heuristic, need_final=False, augmented=False):
     """One diffrax solve of a NeuralODE/NeuralSDE with its heuristics-collecting solver.
 
     **Returns:** `(solution, final, ys)`: the state at `t1` (None unless `need_final` or
     `ts` is None) and the states at `ts`.
     """
-    solver = _heuristics_solver(model.solver, model.stepsize_controller, model.adjoint, heuristic)
+    solver = _heuristics_solver(
+        model.solver, model.stepsize_controller, model.adjoint, heuristic, augmented
+    )
     # Saving t1 beside a `ts` that ends there saves one time twice; under BacksolveAdjoint
     # with a constant step the zero-length backward interval makes every gradient NaN
     # (diffrax 0.7). So t1 is saved only when its state is read, and read from `ts`
@@ -348,7 +355,14 @@ class NeuralODE(eqx.Module):
         else:
             field, state0 = vf, y0
         sol, final, ys = _solve(
-            self, diffrax.ODETerm(field), state0, ts, args, heuristic, need_final=bool(integral)
+            self,
+            diffrax.ODETerm(field),
+            state0,
+            ts,
+            args,
+            heuristic,
+            need_final=bool(integral),
+            augmented=bool(integral),
         )
         integrals = ()
         if integral:

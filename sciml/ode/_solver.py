@@ -113,6 +113,9 @@ class HeuristicsSolver(AbstractWrappedSolver):
     - `solver`: the diffrax solver to wrap.
     - `rtol`, `atol`: tolerances of the error scale (take the controller's).
     - `error`, `stiffness`: which heuristics to record.
+    - `augmented`: the state is `(y, extra)` (a neural ODE with integral regularisers
+      as extra states); the heuristics are then those of `y` alone, so that an extra
+      state does not change the stiffness estimate of the dynamics.
     """
 
     solver: AbstractSolver
@@ -120,6 +123,10 @@ class HeuristicsSolver(AbstractWrappedSolver):
     atol: float = eqx.field(static=True, default=1.0)
     error: bool = eqx.field(static=True, default=True)
     stiffness: bool = eqx.field(static=True, default=False)
+    augmented: bool = eqx.field(static=True, default=False)
+
+    def _part(self, tree):
+        return tree[0] if self.augmented else tree
 
     def __check_init__(self):
         if self.stiffness and equal_c_stages(self.solver) is None:
@@ -198,11 +205,13 @@ class HeuristicsSolver(AbstractWrappedSolver):
                 e, a, b = (jnp.asarray(x, dtype) for x in (e, a, b))
                 return e / (self.atol + self.rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)))
 
-            eest = safe_rms(jtu.tree_map(scale, y_error, y0, y1))
+            eest = safe_rms(
+                jtu.tree_map(scale, self._part(y_error), self._part(y0), self._part(y1))
+            )
             new["error"] = record["error"] + eest * h
         if self.stiffness:
             i, j, coef = equal_c_stages(self.solver)
-            ks = dense_info["k"]
+            ks = self._part(dense_info["k"])
             dk = jtu.tree_map(lambda k: k[j] - k[i], ks)
             dy = jtu.tree_map(
                 lambda k: jnp.tensordot(
