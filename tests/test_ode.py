@@ -258,6 +258,83 @@ def test_penalty_gradient_matches_central_differences(regulariser):
     assert abs(float(grad)) > 1e-6
 
 
+def test_step_count_gradient_matches_central_differences():
+    # EEst^(1/5) of the small errors of short steps is dominated by rounding in y_error,
+    # so the steps here are long (h = 0.25): central differences at eps = 1e-4 then
+    # agree to ~1e-7 and shrink as eps^2 above it (1e-3: 1.3e-5).
+    y0 = jnp.array([1.0, -0.5])
+
+    def penalty(theta):
+        model = so.NeuralODE(
+            Scaled(theta),
+            stepsize_controller=diffrax.ConstantStepSize(),
+            dt0=0.25,
+            regulariser=so.StepCountRegulariser(1.0, rtol=1e-4, atol=1e-6),
+        )
+        return model(y0)[1]["regularisation"]
+
+    theta = jnp.array(1.3)
+    grad = jax.grad(penalty)(theta)
+    eps = 1e-4
+    fd = (penalty(theta + eps) - penalty(theta - eps)) / (2 * eps)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6)
+    assert abs(float(grad)) > 0.1
+
+
+def test_step_count_sums_every_attempt_including_rejected_ones():
+    # Independent record: a Tsit5 subclass reports the scaled error of every attempted
+    # step through a host callback; the estimate is Σ EEst^(1/5) over all of them.
+    f = lambda t, y, args: jnp.array([[-0.5, 2.0], [-2.0, -0.5]]) @ y**3
+    ctrl = diffrax.PIDController(rtol=1e-7, atol=1e-7)
+    y0 = jnp.array([2.0, 0.0])
+    seen = []
+
+    class Traced(diffrax.Tsit5):
+        def step(self, terms, t0, t1, y0, args, state, made_jump):
+            out = super().step(terms, t0, t1, y0, args, state, made_jump)
+            scale = 1e-7 + 1e-7 * jnp.maximum(jnp.abs(y0), jnp.abs(out[0]))
+            e = jnp.sqrt(jnp.mean((out[1] / scale) ** 2))
+            jax.debug.callback(lambda x: seen.append(float(x)), e)
+            return out
+
+    diffrax.diffeqsolve(
+        diffrax.ODETerm(f), Traced(), 0.0, 1.5, None, y0, stepsize_controller=ctrl
+    )
+    model = so.NeuralODE(
+        f, stepsize_controller=ctrl, t1=1.5, regulariser=so.StepCountRegulariser(2.0)
+    )
+    _, stats = model(y0)
+    assert stats["num_rejected"] > 0 and len(seen) == stats["num_steps"]
+    expected = np.sum(np.asarray(seen) ** 0.2)
+    np.testing.assert_allclose(stats["step_count"], expected, rtol=1e-10)
+    np.testing.assert_allclose(stats["regularisation"], 2.0 * expected, rtol=1e-10)
+    # It tracks the step count: EEst sits below 1 and mostly above 0.1 under control.
+    assert 0.5 * stats["num_steps"] < stats["step_count"] < stats["num_steps"] + 1
+
+
+def test_step_count_refusals_and_augmented_state(getkey):
+    f = linear_field(A_STIFF)
+    sc = so.StepCountRegulariser(1.0)
+    with pytest.raises(ValueError, match="StepCountRegulariser.*tolerances"):
+        so.NeuralODE(f, regulariser=sc, stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1)
+    with pytest.raises(ValueError, match="BacksolveAdjoint"):
+        so.NeuralODE(f, regulariser=sc, adjoint=diffrax.BacksolveAdjoint())
+    with pytest.raises(ValueError, match="NeuralSDE takes"):
+        so.NeuralSDE(f, f, regulariser=sc)
+    with pytest.raises(ValueError, match="rtol"):
+        so.StepCountRegulariser(1.0, rtol=-1.0)
+    # An integral regulariser's extra state is not part of the estimate.
+    ctrl = diffrax.ConstantStepSize()
+    plain = so.NeuralODE(f, stepsize_controller=ctrl, dt0=0.05,
+                         regulariser=so.StepCountRegulariser(1.0, rtol=1e-3, atol=1e-6))
+    both = eqx.tree_at(lambda m: m.regulariser, plain,
+                       (plain.regulariser[0], so.KineticEnergyRegulariser(1e-9)))
+    y0 = jnp.array([1.0, 1.0])
+    np.testing.assert_allclose(
+        both(y0, key=getkey())[1]["step_count"], plain(y0)[1]["step_count"], rtol=1e-12
+    )
+
+
 def test_error_penalty_gradient_is_finite_when_the_estimate_vanishes():
     # f constant in t and y: Tsit5 is exact, y_error = 0, and a plain RMS would give NaN.
     class Const(eqx.Module):

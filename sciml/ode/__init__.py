@@ -24,6 +24,7 @@ from ._regularisers import (
     AbstractRegulariser as AbstractRegulariser,
     ErrorEstimateRegulariser as ErrorEstimateRegulariser,
     KineticEnergyRegulariser as KineticEnergyRegulariser,
+    StepCountRegulariser as StepCountRegulariser,
     StiffnessRegulariser as StiffnessRegulariser,
     TaylorRegulariser as TaylorRegulariser,
     total_derivatives as total_derivatives,
@@ -31,6 +32,7 @@ from ._regularisers import (
 from ._solver import (
     STABILITY_SIZE as STABILITY_SIZE,
     HeuristicsSolver as HeuristicsSolver,
+    StepCountController as StepCountController,
     evaluations_per_step as evaluations_per_step,
     safe_rms as safe_rms,
 )

@@ -16,9 +16,16 @@ from ._regularisers import (
     AbstractIntegralRegulariser,
     AbstractRegulariser,
     ErrorEstimateRegulariser,
+    StepCountRegulariser,
     StiffnessRegulariser,
 )
-from ._solver import STABILITY_SIZE, HeuristicsSolver, equal_c_stages, evaluations_per_step
+from ._solver import (
+    STABILITY_SIZE,
+    HeuristicsSolver,
+    StepCountController,
+    equal_c_stages,
+    evaluations_per_step,
+)
 
 
 # Adjoints that differentiate the discrete solve (the solver's own operations), so the
@@ -116,14 +123,15 @@ def _check_common(where, solver, controller, adjoint, regs, t0, t1, max_steps, *
                     f"c and a known stability size: diffrax.Tsit5() or diffrax.Dopri5() on "
                     f"an ODE; got {type(solver).__name__}{' on an SDE' if is_sde else ''}."
                 )
-        if isinstance(r, ErrorEstimateRegulariser):
+        if isinstance(r, ErrorEstimateRegulariser | StepCountRegulariser):
             tols = _controller_tolerances(controller)
             if (r.rtol is None or r.atol is None) and tols is None:
+                name = type(r).__name__
                 raise ValueError(
-                    f"{where}: ErrorEstimateRegulariser scales the error estimate by "
+                    f"{where}: {name} scales the error estimate by "
                     "atol + rtol |y|, but the step-size controller "
                     f"{type(controller).__name__} has no tolerances. Pass them: "
-                    "ErrorEstimateRegulariser(weight, rtol=..., atol=...)."
+                    f"{name}(weight, rtol=..., atol=...)."
                 )
     evaluations_per_step(solver, is_sde=is_sde)  # raises for solvers it cannot count
 
@@ -174,6 +182,13 @@ def _solve(model, terms, y0, ts, args, heuristic, need_final=False, augmented=Fa
     # with a constant step the zero-length backward interval makes every gradient NaN
     # (diffrax 0.7). So t1 is saved only when its state is read, and read from `ts`
     # when `ts` is known to end there.
+    controller = model.stepsize_controller
+    counts = [r for r in heuristic if isinstance(r, StepCountRegulariser)]
+    if counts:
+        tols = _controller_tolerances(controller) or (None, None)
+        rtol = counts[0].rtol if counts[0].rtol is not None else tols[0]
+        atol = counts[0].atol if counts[0].atol is not None else tols[1]
+        controller = StepCountController(controller, rtol, atol, augmented)
     save_t1 = ts is None or need_final
     read_t1_from_ts = False
     if ts is not None and need_final and _backsolve_with_constant_steps(model):
@@ -198,9 +213,9 @@ def _solve(model, terms, y0, ts, args, heuristic, need_final=False, augmented=Fa
         # One SubSaveAt, and the solver state only when read: BacksolveAdjoint accepts
         # nothing else.
         saveat=diffrax.SaveAt(
-            ts=ts, t1=save_t1, solver_state=bool(heuristic)
+            ts=ts, t1=save_t1, solver_state=bool(heuristic), controller_state=bool(counts)
         ),
-        stepsize_controller=model.stepsize_controller,
+        stepsize_controller=controller,
         adjoint=model.adjoint,
         max_steps=model.max_steps,
         throw=model.throw,
@@ -228,7 +243,9 @@ def _stats(sol, solver, regs, heuristic, integral, integrals, step, dtype, *, is
         "num_accepted": sol.stats["num_accepted_steps"],
         "num_rejected": sol.stats["num_rejected_steps"],
     }
-    record = sol.solver_state[1] if heuristic else None
+    record = dict(sol.solver_state[1]) if heuristic else None
+    if any(isinstance(r, StepCountRegulariser) for r in heuristic):
+        record["step_count"] = sol.controller_state[1]
     size = STABILITY_SIZE.get(type(solver))
     total = jnp.zeros((), dtype)
     for r in regs:
@@ -479,6 +496,12 @@ class NeuralSDE(eqx.Module):
             if isinstance(r, AbstractIntegralRegulariser):
                 raise ValueError(
                     f"{where}: {type(r).__name__} is an ODE regulariser; NeuralSDE takes "
+                    "ErrorEstimateRegulariser."
+                )
+            if isinstance(r, StepCountRegulariser):
+                raise ValueError(
+                    f"{where}: StepCountRegulariser is written for ODE solvers (its step "
+                    "estimate assumes a deterministic error order); NeuralSDE takes "
                     "ErrorEstimateRegulariser."
                 )
         self.drift = drift

@@ -119,6 +119,52 @@ class ErrorEstimateRegulariser(AbstractHeuristicRegulariser):
         return record["error"]
 
 
+class StepCountRegulariser(AbstractHeuristicRegulariser):
+    """A differentiable estimate of the number of steps the adaptive solver takes,
+    `Σ_j EEst_j^(1/q)` over every attempted step, accepted or rejected (`q` the error
+    order, 5 for Tsit5).
+
+    The controller follows a step of size `h_j` and scaled error `EEst_j` with one of
+    about `h_j EEst_j^(-1/q)`, so the interval that step covered needs about
+    `EEst_j^(1/q)` steps: the sum tracks the step count, and its derivative says which
+    changes of the dynamics take steps away. ERNODE's `Σ_j EEst_j |h_j|` does not track
+    it: error control holds `EEst` near a constant, so that sum stays near
+    `const · |t1 - t0|` whatever the number of steps. The sum is accumulated in the
+    step-size controller's state, which (unlike the solver's) diffrax keeps across
+    rejected steps, so rejections count; the step sizes themselves are not
+    differentiated (diffrax stops their gradient).
+
+    As a penalty added to a data loss it trades accuracy for steps like the others; its
+    use is as the objective of a constrained fit, "fewest steps subject to loss <= a
+    target" (an augmented Lagrangian, `benchmarks/node_spiral_constrained.py`).
+
+    **Arguments:**
+
+    - `weight`: float or schedule `step -> weight`.
+    - `rtol`, `atol`: tolerances of the error scale. `None` (default): those of the
+      `PIDController`; give them when the step size is constant.
+    """
+
+    weight: Weight
+    rtol: float | None = eqx.field(static=True, default=None)
+    atol: float | None = eqx.field(static=True, default=None)
+
+    def __init__(self, weight: Weight = 1.0, *, rtol=None, atol=None):
+        self.weight = _check_weight(weight, "StepCountRegulariser")
+        for n, v in (("rtol", rtol), ("atol", atol)):
+            if v is not None and not float(v) >= 0:
+                raise ValueError(f"StepCountRegulariser: `{n}` must be >= 0, got {v}.")
+        self.rtol = None if rtol is None else float(rtol)
+        self.atol = None if atol is None else float(atol)
+
+    @property
+    def name(self):
+        return "step_count"
+
+    def value(self, record, stability_size):
+        return record["step_count"]
+
+
 class StiffnessRegulariser(AbstractHeuristicRegulariser):
     """SRNODE: Shampine's estimate of the dominant Jacobian eigenvalue, from the two
     stages of Tsit5/Dopri5 that share `c = 1`, `S = ‖f(Y_7) - f(Y_6)‖ / ‖Y_7 - Y_6‖`,

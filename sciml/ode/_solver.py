@@ -224,3 +224,47 @@ class HeuristicsSolver(AbstractWrappedSolver):
             new["stiffness_sum"] = record["stiffness_sum"] + s * h
             new["stiffness_max"] = jnp.maximum(record["stiffness_max"], s)
         return y1, y_error, dense_info, (inner, new), result
+
+
+class StepCountController(diffrax.AbstractStepSizeController):
+    """Wraps a step-size controller and sums `EEst^(1/q)` over every attempted step
+    in its state (`sol.controller_state[1]` with `diffrax.SaveAt(controller_state=True)`),
+    `EEst = RMS(y_error / (atol + rtol max(|y0|, |y1|)))` and `q` the solver's error
+    order. diffrax keeps a controller's state across rejected steps, so they count.
+
+    **Arguments:** `controller` (the one that chooses the steps), `rtol`, `atol` (of the
+    scale), `augmented` (the state is `(y, extra)`: measure `y` alone).
+    """
+
+    controller: diffrax.AbstractStepSizeController
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    augmented: bool = eqx.field(static=True, default=False)
+
+    def wrap(self, direction):
+        return StepCountController(
+            self.controller.wrap(direction), self.rtol, self.atol, self.augmented
+        )
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        t1, state = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        dtype = jnp.result_type(*jtu.tree_leaves(y0))
+        return t1, (state, jnp.zeros((), dtype))
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        inner, total = state
+        keep, next_t0, next_t1, made_jump, inner, result = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, inner
+        )
+        part = (lambda x: x[0]) if self.augmented else (lambda x: x)
+
+        def scale(e, a, b):
+            e, a, b = (jnp.asarray(x, total.dtype) for x in (e, a, b))
+            return e / (self.atol + self.rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)))
+
+        eest = safe_rms(jtu.tree_map(scale, part(y_error), part(y0), part(y1_candidate)))
+        # A failed stage (diffrax turns NaN errors into inf) counts as one attempt.
+        ok = jnp.isfinite(eest) & (eest > 0)
+        root = jnp.where(ok, jnp.where(ok, eest, 1) ** (1 / error_order), 0)
+        root = jnp.where(jnp.isfinite(eest), root, 1)
+        return keep, next_t0, next_t1, made_jump, (inner, total + root), result
