@@ -34,6 +34,7 @@ import os
 import pathlib
 import platform
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -158,19 +159,41 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _write_report(out: pathlib.Path, name: str, description: str, metrics: dict) -> None:
+def _plots(out: pathlib.Path, since: float | None) -> list[pathlib.Path]:
+    """The PNGs in `out` written at or after `since` (None: all): a report shows this
+    run's plots, not those an earlier run left in the same folder."""
+    return [
+        p for p in sorted(pathlib.Path(out).glob("*.png"))
+        if since is None or p.stat().st_mtime >= since
+    ]
+
+
+def _write_report(
+    out: pathlib.Path, name: str, description: str, metrics: dict, since: float | None = None
+) -> None:
     lines = [f"# {name}", "", description, "", "| metric | value |", "|---|---|"]
     for k, v in metrics.items():
         lines.append(f"| {k} | {_fmt(v)} |")
     lines += ["", "[metrics.json](metrics.json)", ""]
-    for png in sorted(out.glob("*.png")):
+    for png in _plots(out, since):
         lines += [f"![{png.stem}]({png.name})", ""]
     (out / "report.md").write_text("\n".join(lines))
 
 
 def _check_out_dir(path: pathlib.Path) -> None:
+    """Refuses an `--out` that cannot take the results, before any work: a file, a
+    directory that cannot be created, or one that cannot be written to."""
     if path.exists() and not path.is_dir():
         raise CLIError(f"--out {path}: is a file; name a directory for the results.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise CLIError(
+            f"--out {path}: cannot write results there ({e.strerror or e}); name a "
+            "directory you can write to."
+        ) from None
 
 
 def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None = None) -> dict:
@@ -184,6 +207,8 @@ def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None =
     # A problem may switch float64 on for itself; the next one starts from the setting
     # the runner had.
     x64 = bool(jax.config.jax_enable_x64)
+    # File times have coarse resolution on some file systems: allow a second.
+    started = time.time() - 1.0
     t0 = time.perf_counter()
     try:
         metrics = run(options)
@@ -202,7 +227,7 @@ def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None =
         "machine": platform.platform(),
     }
     (options.out / "metrics.json").write_text(json.dumps(record, indent=1))
-    _write_report(options.out, entry.name, entry.description, metrics)
+    _write_report(options.out, entry.name, entry.description, metrics, since=started)
     return metrics
 
 
@@ -273,6 +298,7 @@ def _cmd_run(args) -> int:
         selected = [args.name]
     base = pathlib.Path(args.out) if args.out else pathlib.Path("runs")
     _check_out_dir(base)  # before the first problem runs
+    started = time.time() - 1.0
     rows, failed = [], []
     for name in selected:
         out = base / name if (args.name == "all" or not args.out) else base
@@ -297,7 +323,7 @@ def _cmd_run(args) -> int:
         rows.append((name, out, metrics))
         print(f"   {name}: {_fmt(metrics)}", flush=True)
     if args.name == "all":
-        _write_index(base, rows, problems)
+        _write_index(base, rows, problems, started)
         print(f"report: {base / 'report.md'}")
     if failed:
         print(f"sciml: {len(failed)} problem(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -305,7 +331,7 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _write_index(base: pathlib.Path, rows, problems) -> None:
+def _write_index(base: pathlib.Path, rows, problems, started: float | None = None) -> None:
     base.mkdir(parents=True, exist_ok=True)
     lines = ["# sciml run all", "", "| problem | description | status | wall time (s) | report |"]
     lines.append("|---|---|---|---|---|")
@@ -323,7 +349,7 @@ def _write_index(base: pathlib.Path, rows, problems) -> None:
             continue
         rel = os.path.relpath(out, base)
         lines += [f"## {name}", ""]
-        for png in sorted(pathlib.Path(out).glob("*.png")):
+        for png in _plots(out, started):
             lines += [f"![{name}: {png.stem}]({rel}/{png.name})", ""]
     (base / "report.md").write_text("\n".join(lines))
 

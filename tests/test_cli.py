@@ -143,6 +143,26 @@ def test_run_out_that_is_a_file(problems_dir, tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
 
 
+def test_run_out_that_cannot_be_written_is_refused_before_work(problems_dir, capsys):
+    # /proc takes no new directories: refused with exit 2 before the problem runs.
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "tiny", "--problems", str(problems_dir), "--out", "/proc/sciml-x"])
+    assert info.value.code == 2
+    assert "cannot write results there" in capsys.readouterr().err
+
+
+def test_report_shows_only_this_runs_plots(problems_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / "from_an_earlier_run.png"
+    stale.write_bytes(b"\x89PNG")
+    os.utime(stale, (1e9, 1e9))  # 2001
+    assert cli.main(["run", "tiny", "--problems", str(problems_dir), "--quick",
+                     "--steps", "50", "--out", str(out), "--quiet"]) == 0
+    report = (out / "report.md").read_text()
+    assert "![loss](loss.png)" in report and "from_an_earlier_run" not in report
+
+
 def test_console_script_and_problem_script(problems_dir, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")
     exe = pathlib.Path(sys.executable).parent / "sciml"

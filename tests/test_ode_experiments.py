@@ -56,6 +56,35 @@ def test_digits_split():
     assert set(np.unique(np.asarray(y_tr))) == set(range(10))
 
 
+def test_digits_split_refuses_an_empty_test_set():
+    for n in (1797, 5000, -5, 0):
+        with pytest.raises(ValueError, match="n_train"):
+            so.load_digits_split(n)
+
+
+def test_train_spiral_starts_at_the_datas_first_time():
+    # Data from t = ts[10]: the prediction there is the given initial state.
+    ts, ys = so.spiral_data()
+    r = so.train_spiral(so.Method("vanilla", None), steps=1, data=(ts[10:], ys[10:]))
+    np.testing.assert_allclose(r["ys"][0], ys[10], rtol=1e-6)
+
+
+def test_experiment_arguments_refused_before_training():
+    v = so.Method("vanilla", None)
+    with pytest.raises(ValueError, match="`tol`"):
+        so.train_spiral(v, tol=-1.0)
+    with pytest.raises(ValueError, match="`lr`"):
+        so.train_spiral(v, lr=-1.0)
+    with pytest.raises(TypeError, match="sciml.ode.Method"):
+        so.train_spiral(None)
+    with pytest.raises(ValueError, match="n_eval_paths"):
+        so.train_nsde_spiral(v, n_eval_paths=0)
+    with pytest.raises(ValueError, match="`steps`"):
+        so.train_nsde_spiral(v, steps=0)
+    with pytest.raises(ValueError, match="n_paths"):
+        so.spiral_sde_data(n_paths=0, key=jax.random.key(0))
+
+
 def test_sde_spiral_paths_start_at_u0_and_differ(getkey):
     ts, paths = so.spiral_sde_data(n_paths=4, n=5, key=getkey())
     assert paths.shape == (4, 5, 2) and np.all(np.isfinite(paths))

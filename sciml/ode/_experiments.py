@@ -31,6 +31,23 @@ from ._regularisers import (
 )
 
 
+def _check_positive(where, **values):
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0 or v != v:
+            raise ValueError(f"{where}: `{name}` must be a positive number, got {v!r}.")
+        if isinstance(v, float) and v == float("inf"):
+            raise ValueError(f"{where}: `{name}` must be finite, got {v!r}.")
+
+
+def _check_method(where, method):
+    if not isinstance(method, Method):
+        raise TypeError(
+            f"{where}: `method` must be a sciml.ode.Method(name, regulariser), got "
+            f"{method!r}; e.g. Method('ernode', ErrorEstimateRegulariser(0.1)), or "
+            "Method('vanilla', None)."
+        )
+
+
 # ----------------------------------------------------------------------------------
 # Vector fields
 
@@ -203,6 +220,12 @@ def load_digits_split(n_train: int = 1500, *, dtype=None):
             "the digits data ship with scikit-learn: pip install 'sciml[examples]'"
         ) from e
     data = load_digits()
+    n = len(data.data)
+    if isinstance(n_train, bool) or not isinstance(n_train, int) or not 0 < n_train < n:
+        raise ValueError(
+            f"load_digits_split: `n_train` must be an int in 1..{n - 1} (the {n} images "
+            f"minus at least one for testing), got {n_train!r}."
+        )
     dtype = jnp.zeros(()).dtype if dtype is None else dtype
     x = np.asarray(data.data, dtype=np.float64) / 16.0
     y = np.asarray(data.target, dtype=np.int32)
@@ -264,6 +287,8 @@ def train_digits(
     (training wall time without compilation), `compile_s`, `predict_s` (one prediction
     of a training-sized batch), `history` and `model`.
     """
+    _check_method("train_digits", method)
+    _check_positive("train_digits", lr=lr, tol=tol, batch_size=batch_size)
     x_tr, y_tr, x_te, y_te = load_digits_split() if data is None else data
     key = jax.random.key(seed)
     mkey, fkey = jax.random.split(key)
@@ -355,11 +380,16 @@ def train_spiral(
     **Returns:** `method`, `mse` (against the data), `nfe` (prediction), `train_s`,
     `compile_s`, `predict_s`, `ys` (prediction), `history`, `model`.
     """
+    _check_method("train_spiral", method)
+    _check_positive("train_spiral", lr=lr, tol=tol)
     ts, ys_true = spiral_data() if data is None else data
+    if field is None:
+        field = CubicField(2, 50, key=jax.random.key(seed), dtype=jnp.result_type(ys_true))
     model = NeuralODE(
-        CubicField(2, 50, key=jax.random.key(seed)) if field is None else field,
+        field,
         stepsize_controller=diffrax.PIDController(rtol=tol, atol=tol),
-        t0=0.0,
+        # The data's first time: `ys_true[0]` is the state there.
+        t0=float(ts[0]),
         t1=float(ts[-1]),
         regulariser=method.regulariser,
     )
@@ -402,6 +432,9 @@ def spiral_sde_data(n_paths: int = 100, n: int = 30, t1: float = 1.0, *, key, dt
 
     **Returns:** `(ts, paths)` with `paths` of shape `(n_paths, n, 2)`.
     """
+    for name, v in (("n_paths", n_paths), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+            raise ValueError(f"spiral_sde_data: `{name}` must be an int >= 2, got {v!r}.")
     dtype = jnp.zeros(()).dtype if dtype is None else dtype
     a = jnp.asarray(SPIRAL_A, dtype)
     ts = jnp.linspace(0.0, t1, n, dtype=dtype)
@@ -428,12 +461,13 @@ class SDEModel(eqx.Module):
         return self.sde(y0, ts, key=key, step=step, regularise=regularise)
 
 
-def nsde_model(regulariser, *, key, t1=1.0, tol=1e-2, dtype=None):
+def nsde_model(regulariser, *, key, t0=0.0, t1=1.0, tol=1e-2, dtype=None):
     dtype = jnp.zeros(()).dtype if dtype is None else dtype
     sde = NeuralSDE(
         CubicField(2, 50, key=key, dtype=dtype),
         DiagonalLinear(jnp.full((2,), 0.1, dtype)),
         stepsize_controller=diffrax.PIDController(rtol=tol, atol=tol),
+        t0=t0,
         t1=t1,
         regulariser=regulariser,
         max_steps=4096,
@@ -463,14 +497,33 @@ def train_nsde_spiral(
     `nfe` (mean prediction NFE per path), `train_s`, `compile_s`, `predict_s`, `mean`,
     `std`, `history`, `model`.
     """
+    where = "train_nsde_spiral"
+    _check_method(where, method)
+    for name, v in (("steps", steps), ("n_model_paths", n_model_paths),
+                    ("n_eval_paths", n_eval_paths)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{where}: `{name}` must be a positive int, got {v!r}.")
+    if n_model_paths < 2 or n_eval_paths < 2:
+        raise ValueError(
+            f"{where}: moment matching needs a variance, so `n_model_paths` and "
+            f"`n_eval_paths` must be >= 2, got {n_model_paths} and {n_eval_paths}."
+        )
     if lr is None:
         lr = optax.cosine_decay_schedule(1e-2, steps, alpha=0.1)
+    elif not callable(lr):
+        _check_positive(where, lr=lr)
     if data is None:
         data = spiral_sde_data(key=jax.random.key(1234))
     ts, paths = data
+    if paths.shape[0] < 2:
+        raise ValueError(
+            f"{where}: `data` holds {paths.shape[0]} path(s); moment matching needs >= 2."
+        )
     mean_true, var_true = paths.mean(0), paths.var(0)
     y0 = paths[0, 0]
-    model = nsde_model(method.regulariser, key=jax.random.key(seed), t1=float(ts[-1]))
+    model = nsde_model(
+        method.regulariser, key=jax.random.key(seed), t0=float(ts[0]), t1=float(ts[-1])
+    )
 
     def sample(m, key, step=None, regularise=True, n=n_model_paths):
         keys = jax.random.split(key, n)
