@@ -191,7 +191,25 @@ def test_nfe_of_sde_equals_counted_drift_evaluations(getkey):
     ys, stats = model(jnp.array([1.0, 0.5]), key=getkey())
     jax.block_until_ready(ys)
     assert counter.n == int(stats["nfe"])
-    assert stats["nfe"] == stats["nfe_diffusion"]
+
+
+@pytest.mark.parametrize(
+    "solver", [diffrax.SPaRK(), diffrax.SlowRK(), diffrax.GeneralShARK()],
+    ids=["SPaRK", "SlowRK", "GeneralShARK"],
+)
+def test_nfe_diffusion_equals_counted_diffusion_evaluations(solver, getkey):
+    counter = Counter(lambda t, y, args: 0.2 * y)
+    model = so.NeuralSDE(
+        lambda t, y, args: -y**3,
+        counter,
+        solver=solver,
+        stepsize_controller=diffrax.ConstantStepSize(),
+        dt0=0.05,
+    )
+    ys, stats = model(jnp.array([1.0, 0.5]), key=getkey())
+    jax.block_until_ready(ys)
+    assert stats["num_steps"] == 20
+    assert counter.n == int(stats["nfe_diffusion"])
 
 
 # ----------------------------------------------------------------------------------
@@ -446,6 +464,12 @@ def test_refused_combinations_raise():
     # Sum and max forms of the stiffness estimate are two records of one solve.
     so.NeuralODE(f, regulariser=(so.StiffnessRegulariser(1.0, form="sum"),
                                  so.StiffnessRegulariser(1.0, form="max")))
+    with pytest.raises(TypeError, match="jacobian_weight"):
+        so.KineticEnergyRegulariser(1.0, jacobian_weight=optax.constant_schedule(1.0))
+    with pytest.raises(TypeError, match="real"):
+        so.NeuralODE(f, regulariser=er)(jnp.array([1.0 + 1j, 0.5]))
+    with pytest.raises(TypeError, match="one real float array"):
+        so.NeuralSDE(f, f)({"a": jnp.ones(2)}, key=jax.random.key(0))
     with pytest.raises(ValueError, match="jump_ts"):
         ctrl = diffrax.PIDController(rtol=1e-3, atol=1e-6, jump_ts=[0.5])
         so.NeuralODE(f, stepsize_controller=ctrl)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import lineax as lx
+import numpy as np
 
 from ._regularisers import (
     AbstractHeuristicRegulariser,
@@ -285,7 +286,9 @@ class NeuralODE(eqx.Module):
 
     **Returns** (of a call `model(y0, ts)`): `(ys, stats)`, the states at the save times
     `ts` (or `y(t1)` if `ts` is None) and a dict of scalars: `"nfe"` (exact number of
-    vector-field evaluations), `"num_steps"` (attempted), `"num_accepted"`,
+    vector-field evaluations the solver makes; with an integral regulariser, of the
+    augmented field, whose every evaluation runs `f` once for RNODE and, by nested
+    jvps, several times for TayNODE), `"num_steps"` (attempted), `"num_accepted"`,
     `"num_rejected"`, `"regularisation"` (the weighted penalty, differentiable, to add to
     the loss) and each regulariser's unweighted value under its `name`.
 
@@ -358,10 +361,10 @@ class NeuralODE(eqx.Module):
         heuristic = tuple(r for r in regs if isinstance(r, AbstractHeuristicRegulariser))
         integral = tuple(r for r in regs if isinstance(r, AbstractIntegralRegulariser))
         leaves = jtu.tree_leaves(y0)
-        if not leaves or not all(jnp.issubdtype(jnp.result_type(x), jnp.inexact) for x in leaves):
+        if not leaves or not all(jnp.issubdtype(jnp.result_type(x), jnp.floating) for x in leaves):
             raise TypeError(
-                f"sciml.ode.NeuralODE: `y0` must be a floating-point array (or pytree of "
-                f"them), got {y0!r}."
+                f"sciml.ode.NeuralODE: `y0` must be a real floating-point array (or pytree "
+                f"of them; for a complex state pass its real and imaginary parts), got {y0!r}."
             )
         dtype = jnp.result_type(*leaves)
         noise = _probe(integral, y0, key, "sciml.ode.NeuralODE")
@@ -435,7 +438,7 @@ class NeuralSDE(eqx.Module):
     - `diffusion`: `σ(t, y, args)`, same shape as `y` (diagonal noise, one independent
       Brownian motion per component).
     - `solver`: a stochastic Runge–Kutta diffrax solver; default `diffrax.SPaRK()`, which
-      has an embedded error estimate (Stratonovich; 3 drift and 3 diffusion evaluations
+      has an embedded error estimate (Stratonovich; 3 drift and 6 diffusion evaluations
       a step).
     - `stepsize_controller`: default `diffrax.PIDController(rtol=1e-2, atol=1e-2)`.
     - `adjoint`: default `diffrax.RecursiveCheckpointAdjoint()`.
@@ -446,7 +449,8 @@ class NeuralSDE(eqx.Module):
     - `max_steps`, `throw`: as in `diffrax.diffeqsolve`.
 
     A call `model(y0, ts, key=key)` returns `(ys, stats)` as `NeuralODE` does; `"nfe"`
-    counts drift evaluations (`"nfe_diffusion"` the diffusion's).
+    counts drift evaluations and `"nfe_diffusion"` the diffusion's (SPaRK: one per
+    stage for the Brownian increment and one for its Lévy area, 6 a step).
     """
 
     drift: Callable
@@ -522,9 +526,21 @@ class NeuralSDE(eqx.Module):
         `(ys, stats)` as `NeuralODE.__call__` does."""
         regs = self.regulariser if regularise else ()
         heuristic = tuple(r for r in regs if isinstance(r, AbstractHeuristicRegulariser))
-        y0 = jnp.asarray(y0)
-        if not jnp.issubdtype(y0.dtype, jnp.inexact):
-            raise TypeError(f"sciml.ode.NeuralSDE: `y0` must be a float array, got {y0.dtype}.")
+        if not isinstance(y0, jax.Array | np.ndarray | float | list | tuple):
+            raise TypeError(
+                f"sciml.ode.NeuralSDE: `y0` must be one real float array (diagonal noise "
+                f"on its components), got {type(y0).__name__}."
+            )
+        try:
+            y0 = jnp.asarray(y0)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"sciml.ode.NeuralSDE: `y0` must be one real float array, got {y0!r}."
+            ) from None
+        if not jnp.issubdtype(y0.dtype, jnp.floating):
+            raise TypeError(
+                f"sciml.ode.NeuralSDE: `y0` must be a real float array, got {y0.dtype}."
+            )
         t_lo, t_hi = min(self.t0, self.t1), max(self.t0, self.t1)
         bm = diffrax.VirtualBrownianTree(
             t_lo,
@@ -543,8 +559,20 @@ class NeuralSDE(eqx.Module):
         )
         sol, _, ys = _solve(self, terms, y0, ts, args, heuristic)
         stats = _stats(sol, self.solver, regs, heuristic, (), (), step, y0.dtype, is_sde=True)
-        tableau = self.solver.tableau
-        stages = len(tableau.b_sol)
-        ignore_g = 0 if tableau.ignore_stage_g is None else int(sum(tableau.ignore_stage_g))
-        stats["nfe_diffusion"] = (stages - ignore_g) * stats["num_steps"]
+        stats["nfe_diffusion"] = _diffusion_evaluations(self.solver, stats["num_steps"])
         return ys, stats
+
+
+def _diffusion_evaluations(solver, num_steps):
+    """Diffusion evaluations of a stochastic Runge–Kutta solve, as diffrax's SRK makes
+    them: for general noise, at every stage it does not skip, once for the Brownian
+    increment and once more for each Lévy area the method uses (H, K); for additive
+    noise, once at each end of every step (one batched call), plus once in `init`,
+    which checks that the diffusion does not depend on `y`."""
+    tableau = solver.tableau
+    if tableau.is_additive_noise():
+        return 1 + 2 * num_steps
+    stages = len(tableau.b_sol)
+    ignore_g = 0 if tableau.ignore_stage_g is None else int(sum(tableau.ignore_stage_g))
+    levy = sum(c is not None for c in (tableau.coeffs_hh, tableau.coeffs_kk))
+    return (stages - ignore_g) * (1 + levy) * num_steps

@@ -244,6 +244,12 @@ class KineticEnergyRegulariser(AbstractIntegralRegulariser):
 
     def __init__(self, weight: Weight = 1.0, *, jacobian_weight: float = 1.0):
         self.weight = _check_weight(weight, "KineticEnergyRegulariser")
+        if callable(jacobian_weight):
+            raise TypeError(
+                "KineticEnergyRegulariser: `jacobian_weight` is the fixed relative weight of "
+                f"the Frobenius term, a float >= 0, got {jacobian_weight!r}; put a schedule "
+                "in `weight=`."
+            )
         self.jacobian_weight = float(_check_weight(jacobian_weight, "KineticEnergyRegulariser"))
 
     @property
