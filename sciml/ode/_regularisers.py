@@ -136,7 +136,8 @@ class StepCountRegulariser(AbstractHeuristicRegulariser):
 
     As a penalty added to a data loss it trades accuracy for steps like the others; its
     use is as the objective of a constrained fit, "fewest steps subject to loss <= a
-    target" (an augmented Lagrangian, `benchmarks/node_spiral_constrained.py`).
+    target", e.g. by switching gradient steps or an augmented Lagrangian
+    (`benchmarks/node_constrained.py`).
 
     **Arguments:**
 
