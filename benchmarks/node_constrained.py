@@ -43,6 +43,7 @@ import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
+import sciml  # noqa: E402
 import sciml.ode as so  # noqa: E402
 
 
@@ -64,14 +65,56 @@ def prediction(field, data):
 
 def refine(field, data, target, *, steps, lr, weight, rho, every, method):
     """Adam from `field`; returns the kept iterate, its step, and the wall time."""
+    if method == "alm":
+        return _refine_alm(
+            field, data, target, steps=steps, lr=lr, weight=weight, rho=rho, every=every
+        )
     ts, ys = data
-    node = so.NeuralODE(
+    node = _node(field, ts, weight)
+
+    def loss(f, batch, *, key, step):
+        pred, stats = eqx.tree_at(lambda m: m.vector_field, node, f)(ys[0], ts)
+        mse = jnp.mean((pred - ys) ** 2)
+        aux = {"step_count": stats["step_count"], "num_steps": stats["num_steps"] * 1.0}
+        return mse, aux
+
+    if method is None:  # vanilla continued: the data loss alone, same selection rule
+
+        def plain(f, batch, *, key, step):
+            mse, aux = loss(f, batch, key=key, step=step)
+            return mse, {**aux, "data_loss": mse}
+
+        objective = plain
+    else:
+        objective = so.fewest_steps(loss, target)
+    keep = so.KeepFewestSteps(target, start=field)
+    start = time.perf_counter()
+    sciml.fit(
+        field,
+        objective,
+        optax.adam(lr),
+        steps=steps,
+        key=jax.random.key(0),
+        callbacks=[keep],
+        progress=False,
+    )
+    wall = time.perf_counter() - start
+    return (field, 0, wall) if keep.model is None else (keep.model, keep.step, wall)
+
+
+def _node(field, ts, weight):
+    return so.NeuralODE(
         field,
         stepsize_controller=diffrax.PIDController(rtol=TOL, atol=TOL),
-        t0=0.0,
+        t0=float(ts[0]),
         t1=float(ts[-1]),
         regulariser=so.StepCountRegulariser(weight),
     )
+
+
+def _refine_alm(field, data, target, *, steps, lr, weight, rho, every):
+    ts, ys = data
+    node = _node(field, ts, weight)
     opt = optax.adam(lr)
 
     @eqx.filter_jit
@@ -80,13 +123,6 @@ def refine(field, data, target, *, steps, lr, weight, rho, every, method):
             pred, stats = eqx.tree_at(lambda m: m.vector_field, node, f)(ys[0], ts)
             mse = jnp.mean((pred - ys) ** 2)
             c = mse / target - 1
-            if method is None:
-                return mse, (mse, stats["num_steps"], c)
-            if method == "switch":
-                # Polyak's switching (sub)gradient method: a step on the constraint
-                # while it is violated, on the objective while it holds.
-                value = jnp.where(c > 0, c, stats["regularisation"])
-                return value, (mse, stats["num_steps"], c)
             penalty = 0.5 * rho * jnp.maximum(0, c + lam / rho) ** 2
             return stats["regularisation"] + penalty, (mse, stats["num_steps"], c)
 
@@ -105,7 +141,7 @@ def refine(field, data, target, *, steps, lr, weight, rho, every, method):
         if float(mse) <= target and (best_n is None or int(n) < best_n):
             best, best_n, best_k = field, int(n), k
         field = new
-        if method == "alm" and (k + 1) % every == 0:
+        if (k + 1) % every == 0:
             lam = max(0.0, lam + rho * float(c))
     return best, best_k, time.perf_counter() - start
 

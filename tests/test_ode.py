@@ -632,3 +632,65 @@ def test_neural_sde_error_regulariser_gradient(getkey):
     (value, stats), g = jax.value_and_grad(loss, has_aux=True)(jnp.array(1.0))
     assert jnp.isfinite(g) and stats["error_estimate"] > 0
     assert stats["num_accepted"] > 0
+
+
+# ----------------------------------------------------------------------------------
+# Fewest steps subject to a data loss
+
+
+class _Theta(eqx.Module):
+    theta: jax.Array
+
+
+def test_fewest_steps_switches_between_constraint_and_step_count():
+    # Data loss theta^2, step count 3 theta: a gradient of 2 theta / target while the
+    # constraint is violated, 3 once it holds.
+    def loss(m, batch, *, key, step):
+        return m.theta**2, {"step_count": 3 * m.theta, "num_steps": 5.0}
+
+    obj = so.fewest_steps(loss, target=1.0)
+    for theta, grad, value in ((2.0, 4.0, 3.0), (0.5, 3.0, 1.5)):
+        g = jax.grad(lambda m: obj(m, None, key=None, step=0)[0])(_Theta(jnp.array(theta)))
+        np.testing.assert_allclose(g.theta, grad)
+        v, aux = obj(_Theta(jnp.array(theta)), None, key=None, step=0)
+        np.testing.assert_allclose(v, value)
+        np.testing.assert_allclose(aux["constraint"], theta**2 - 1)
+    with pytest.raises(ValueError, match="step_count"):
+        so.fewest_steps(lambda m, b, *, key, step: (m.theta, {}), 1.0)(
+            _Theta(jnp.array(1.0)), None, key=None, step=0
+        )
+    with pytest.raises(ValueError, match="target"):
+        so.fewest_steps(loss, target=0.0)
+
+
+def test_keep_fewest_steps_inside_fit_on_the_spiral():
+    # A short vanilla fit, then the switching objective; the kept model, re-solved
+    # independently, has the recorded step count, meets the target, and is the
+    # feasible row of the history with the fewest steps.
+    ts, ys = so.spiral_data()
+    v = so.train_spiral(so.Method("vanilla", None), steps=150, lr=0.05, data=(ts, ys))
+    node = so.NeuralODE(
+        v["model"].vector_field,
+        stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-7),
+        t1=1.5,
+        regulariser=so.StepCountRegulariser(),
+    )
+
+    def loss(f, batch, *, key, step):
+        pred, stats = eqx.tree_at(lambda m: m.vector_field, node, f)(ys[0], ts)
+        return jnp.mean((pred - ys) ** 2), {
+            "step_count": stats["step_count"], "num_steps": stats["num_steps"] * 1.0,
+        }
+
+    target = 1.1 * v["mse"]
+    start_steps = int(node(ys[0], ts)[1]["num_steps"])
+    keep = so.KeepFewestSteps(target, start=node.vector_field)
+    result = sciml.fit(node.vector_field, so.fewest_steps(loss, target), optax.adam(1e-2),
+                       steps=300, key=jax.random.key(0), callbacks=[keep])
+    h = result.history
+    feasible = h["data_loss"] <= target
+    assert feasible.any() and keep.num_steps == int(h["num_steps"][feasible].min())
+    pred, stats = eqx.tree_at(lambda m: m.vector_field, node, keep.model)(ys[0], ts)
+    assert int(stats["num_steps"]) == keep.num_steps
+    assert float(jnp.mean((pred - ys) ** 2)) <= target
+    assert keep.num_steps < start_steps

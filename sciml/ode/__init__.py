@@ -1,6 +1,7 @@
 """Neural ODEs and SDEs on diffrax, regularised by the adaptive solver's own heuristics
 (ERNODE, SRNODE: Pal et al., ICML 2021) or by baselines (RNODE, TayNODE)."""
 
+from ._constrained import KeepFewestSteps as KeepFewestSteps, fewest_steps as fewest_steps
 from ._experiments import (
     Classifier as Classifier,
     CubicField as CubicField,
