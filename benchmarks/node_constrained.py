@@ -194,6 +194,12 @@ def main(argv=None) -> int:
         default=None,
         help="vanilla Adam steps first (default: the system's)",
     )
+    p.add_argument(
+        "--start-lr",
+        type=float,
+        default=None,
+        help="vanilla Adam learning rate (default: the system's)",
+    )
     p.add_argument("--steps", type=int, default=3000, help="steps of the refinement")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--slack", type=float, default=0.1, help="target = (1 + slack) x MSE")
@@ -208,13 +214,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     make_data, make_field, start_steps, start_lr, weight = SYSTEMS[args.system]
     start_steps = start_steps if args.start_steps is None else args.start_steps
+    start_lr = start_lr if args.start_lr is None else args.start_lr
     weight = weight if args.weight is None or args.method == "switch" else args.weight
     if args.method == "switch":
         weight = 1.0  # S in steps; only the sign of c picks the step
     for name, v in (("start-steps", start_steps), ("steps", args.steps), ("every", args.every)):
         if v <= 0:
             p.error(f"--{name} must be positive, got {v}")
-    if not (args.slack >= 0 and weight > 0 and args.rho > 0 and args.lr > 0):
+    if not (args.slack >= 0 and weight > 0 and args.rho > 0 and args.lr > 0 and start_lr > 0):
         p.error("--slack must be >= 0 and --weight, --rho, --lr > 0")
     data = make_data()
     rows = []

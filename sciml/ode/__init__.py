@@ -12,6 +12,7 @@ from ._experiments import (
     load_digits_split as load_digits_split,
     nsde_model as nsde_model,
     paper_methods as paper_methods,
+    refine_fewest_steps as refine_fewest_steps,
     spiral_data as spiral_data,
     spiral_sde_data as spiral_sde_data,
     train_digits as train_digits,

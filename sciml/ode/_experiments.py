@@ -21,11 +21,13 @@ import optax
 
 from .._data import Minibatches
 from .._fit import fit
+from ._constrained import KeepFewestSteps, fewest_steps
 from ._models import NeuralODE, NeuralSDE
 from ._regularisers import (
     AbstractRegulariser,
     ErrorEstimateRegulariser,
     KineticEnergyRegulariser,
+    StepCountRegulariser,
     StiffnessRegulariser,
     TaylorRegulariser,
 )
@@ -418,6 +420,74 @@ def train_spiral(
         "ys": np.asarray(ys),
         "history": result.history,
         "model": result.model,
+    }
+
+
+def refine_fewest_steps(
+    result: dict,
+    *,
+    steps: int = 3000,
+    lr: float = 1e-2,
+    slack: float = 0.1,
+    tol: float = 1e-7,
+    data=None,
+    progress: bool = False,
+) -> dict:
+    """From a `train_spiral` result, the model with the fewest solver steps whose MSE
+    stays within `(1 + slack)` x the result's: `fewest_steps` with `KeepFewestSteps`,
+    Adam at `lr` for `steps` steps (`benchmarks/node_constrained.py` measures it).
+
+    **Returns:** as `train_spiral` (method `"fewest-steps"`), plus `kept_step`; the
+    result's own model if no iterate met the target.
+    """
+    _check_positive("refine_fewest_steps", lr=lr, tol=tol, steps=steps)
+    if not slack >= 0:
+        raise ValueError(f"refine_fewest_steps: `slack` must be >= 0, got {slack!r}.")
+    ts, ys_true = spiral_data() if data is None else data
+    start = result["model"]
+    node = NeuralODE(
+        start.vector_field,
+        stepsize_controller=diffrax.PIDController(rtol=tol, atol=tol),
+        t0=float(ts[0]),
+        t1=float(ts[-1]),
+        regulariser=StepCountRegulariser(),
+    )
+
+    def loss(f, batch, *, key, step):
+        ys, stats = eqx.tree_at(lambda m: m.vector_field, node, f)(ys_true[0], ts)
+        aux = {
+            "step_count": stats["step_count"],
+            "num_steps": stats["num_steps"] * 1.0,
+            "nfe": stats["nfe"] * 1.0,
+        }
+        return jnp.mean((ys - ys_true) ** 2), aux
+
+    target = (1 + slack) * result["mse"]
+    keep = KeepFewestSteps(target, start=start.vector_field)
+    out = fit(
+        start.vector_field,
+        fewest_steps(loss, target),
+        optax.adam(lr),
+        steps=steps,
+        key=jax.random.key(0),
+        callbacks=[keep],
+        progress=progress,
+    )
+    field = start.vector_field if keep.model is None else keep.model
+    model = eqx.tree_at(lambda m: m.vector_field, start, field)
+    (ys, nfe), predict_s = _timed(_predict_path, model, ys_true[0], ts)
+    return {
+        "method": "fewest-steps",
+        "seed": result.get("seed"),
+        "mse": float(jnp.mean((ys - ys_true) ** 2)),
+        "nfe": int(nfe),
+        "train_s": out.timings["total"] - out.timings["compile"],
+        "compile_s": out.timings["compile"],
+        "predict_s": predict_s,
+        "ys": np.asarray(ys),
+        "history": out.history,
+        "model": model,
+        "kept_step": keep.step if keep.model is not None else 0,
     }
 
 
