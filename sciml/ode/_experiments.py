@@ -408,9 +408,14 @@ def train_spiral(
         model, loss, optax.adam(lr), steps=steps, key=jax.random.key(seed + 1), progress=progress
     )
 
-    (ys, nfe), predict_s = _timed(_predict_path, result.model, ys_true[0], ts)
+    return _spiral_result(method.name, seed, result.model, result, ts, ys_true)
+
+
+def _spiral_result(name, seed, model, result, ts, ys_true):
+    """What `train_spiral` reports of a trained model and its `fit` result."""
+    (ys, nfe), predict_s = _timed(_predict_path, model, ys_true[0], ts)
     return {
-        "method": method.name,
+        "method": name,
         "seed": seed,
         "mse": float(jnp.mean((ys - ys_true) ** 2)),
         "nfe": int(nfe),
@@ -419,7 +424,7 @@ def train_spiral(
         "predict_s": predict_s,
         "ys": np.asarray(ys),
         "history": result.history,
-        "model": result.model,
+        "model": model,
     }
 
 
@@ -475,20 +480,9 @@ def refine_fewest_steps(
     )
     field = start.vector_field if keep.model is None else keep.model
     model = eqx.tree_at(lambda m: m.vector_field, start, field)
-    (ys, nfe), predict_s = _timed(_predict_path, model, ys_true[0], ts)
-    return {
-        "method": "fewest-steps",
-        "seed": result.get("seed"),
-        "mse": float(jnp.mean((ys - ys_true) ** 2)),
-        "nfe": int(nfe),
-        "train_s": out.timings["total"] - out.timings["compile"],
-        "compile_s": out.timings["compile"],
-        "predict_s": predict_s,
-        "ys": np.asarray(ys),
-        "history": out.history,
-        "model": model,
-        "kept_step": keep.step if keep.model is not None else 0,
-    }
+    report = _spiral_result("fewest-steps", result.get("seed"), model, out, ts, ys_true)
+    report["kept_step"] = keep.step if keep.model is not None else 0
+    return report
 
 
 # ----------------------------------------------------------------------------------

@@ -47,6 +47,16 @@ def _check_weight(weight, where):
     return weight
 
 
+def _check_tolerances(rtol, atol, where):
+    """`(rtol, atol)` as floats (None kept: the controller's), each >= 0."""
+    out = []
+    for n, v in (("rtol", rtol), ("atol", atol)):
+        if v is not None and not float(v) >= 0:
+            raise ValueError(f"{where}: `{n}` must be >= 0, got {v}.")
+        out.append(None if v is None else float(v))
+    return tuple(out)
+
+
 class AbstractRegulariser(eqx.Module):
     """A penalty a neural differential equation adds to its stats as `"regularisation"`.
 
@@ -105,11 +115,7 @@ class ErrorEstimateRegulariser(AbstractHeuristicRegulariser):
 
     def __init__(self, weight: Weight = 1.0, *, rtol=None, atol=None):
         self.weight = _check_weight(weight, "ErrorEstimateRegulariser")
-        for n, v in (("rtol", rtol), ("atol", atol)):
-            if v is not None and not float(v) >= 0:
-                raise ValueError(f"ErrorEstimateRegulariser: `{n}` must be >= 0, got {v}.")
-        self.rtol = None if rtol is None else float(rtol)
-        self.atol = None if atol is None else float(atol)
+        self.rtol, self.atol = _check_tolerances(rtol, atol, "ErrorEstimateRegulariser")
 
     @property
     def name(self):
@@ -152,11 +158,7 @@ class StepCountRegulariser(AbstractHeuristicRegulariser):
 
     def __init__(self, weight: Weight = 1.0, *, rtol=None, atol=None):
         self.weight = _check_weight(weight, "StepCountRegulariser")
-        for n, v in (("rtol", rtol), ("atol", atol)):
-            if v is not None and not float(v) >= 0:
-                raise ValueError(f"StepCountRegulariser: `{n}` must be >= 0, got {v}.")
-        self.rtol = None if rtol is None else float(rtol)
-        self.atol = None if atol is None else float(atol)
+        self.rtol, self.atol = _check_tolerances(rtol, atol, "StepCountRegulariser")
 
     @property
     def name(self):
