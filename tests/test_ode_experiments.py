@@ -69,6 +69,14 @@ def test_train_spiral_starts_at_the_datas_first_time():
     np.testing.assert_allclose(r["ys"][0], ys[10], rtol=1e-6)
 
 
+def test_train_spiral_on_float32_data_under_x64():
+    # The default field takes the data's dtype, not the global float64 default.
+    ts, ys = so.spiral_data(dtype=jnp.float32)
+    r = so.train_spiral(so.Method("vanilla", None), steps=2, data=(ts, ys))
+    assert r["model"].vector_field.w1.dtype == jnp.float32
+    assert np.isfinite(r["mse"]) and r["ys"].dtype == np.float32
+
+
 def test_experiment_arguments_refused_before_training():
     v = so.Method("vanilla", None)
     with pytest.raises(ValueError, match="`tol`"):
