@@ -67,6 +67,14 @@ def _controller_tolerances(controller):
     return None
 
 
+def _scale_tolerances(regulariser, controller):
+    """The `(rtol, atol)` of a regulariser's error scale: its own, else the controller's."""
+    tols = _controller_tolerances(controller) or (None, None)
+    rtol = regulariser.rtol if regulariser.rtol is not None else tols[0]
+    atol = regulariser.atol if regulariser.atol is not None else tols[1]
+    return rtol, atol
+
+
 def _check_common(where, solver, controller, adjoint, regs, t0, t1, max_steps, *, is_sde):
     if not isinstance(solver, diffrax.AbstractSolver):
         raise TypeError(f"{where}: `solver` must be a diffrax solver, got {solver!r}.")
@@ -139,12 +147,7 @@ def _check_common(where, solver, controller, adjoint, regs, t0, t1, max_steps, *
 
 def _heuristics_solver(solver, controller, adjoint, heuristic, augmented=False):
     errors = [r for r in heuristic if isinstance(r, ErrorEstimateRegulariser)]
-    if errors:
-        tols = _controller_tolerances(controller)
-        rtol = errors[0].rtol if errors[0].rtol is not None else tols[0]
-        atol = errors[0].atol if errors[0].atol is not None else tols[1]
-    else:
-        rtol, atol = 0.0, 1.0
+    rtol, atol = _scale_tolerances(errors[0], controller) if errors else (0.0, 1.0)
     stiffness = any(isinstance(r, StiffnessRegulariser) for r in heuristic)
     # DirectAdjoint and ForwardMode set `scan_kind` on Runge–Kutta solvers that leave it
     # unset; the wrapper forwards the attribute, so set it on the wrapped solver.
@@ -186,9 +189,7 @@ def _solve(model, terms, y0, ts, args, heuristic, need_final=False, augmented=Fa
     controller = model.stepsize_controller
     counts = [r for r in heuristic if isinstance(r, StepCountRegulariser)]
     if counts:
-        tols = _controller_tolerances(controller) or (None, None)
-        rtol = counts[0].rtol if counts[0].rtol is not None else tols[0]
-        atol = counts[0].atol if counts[0].atol is not None else tols[1]
+        rtol, atol = _scale_tolerances(counts[0], controller)
         controller = StepCountController(controller, rtol, atol, augmented)
     save_t1 = ts is None or need_final
     read_t1_from_ts = False
