@@ -2,6 +2,12 @@
 terms and their balancing, and conditional eigen-PINNs for families of eigenproblems.
 """
 
+from ._csg import (
+    AbstractCSG as AbstractCSG,
+    Difference as Difference,
+    Intersection as Intersection,
+    Union as Union,
+)
 from ._derivatives import (
     derivative as derivative,
     derivatives_along as derivatives_along,
@@ -15,6 +21,7 @@ from ._derivatives import (
 )
 from ._domains import (
     AbstractDomain as AbstractDomain,
+    Boundary as Boundary,
     Box as Box,
     Interval as Interval,
     SpaceTime as SpaceTime,
@@ -24,6 +31,7 @@ from ._eigen import (
     EigenproblemFamily as EigenproblemFamily,
     eigen_stages as eigen_stages,
 )
+from ._geometry import Estimate as Estimate
 from ._hidden import (
     ClosedFormODE as ClosedFormODE,
     HiddenTerm as HiddenTerm,
@@ -72,4 +80,10 @@ from ._samplers import (
     Trapezoid as Trapezoid,
     Uniform as Uniform,
     halton_points as halton_points,
+)
+from ._shapes import (
+    Disk as Disk,
+    Ellipse as Ellipse,
+    Polygon as Polygon,
+    Triangle as Triangle,
 )
