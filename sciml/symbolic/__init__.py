@@ -14,7 +14,11 @@ from ._backends import (
     PySR as PySR,
     julia_executable as julia_executable,
 )
-from ._discover import Discovery as Discovery, discover as discover
+from ._discover import (
+    Discovery as Discovery,
+    IllConditionedLibraryWarning as IllConditionedLibraryWarning,
+    discover as discover,
+)
 from ._function import SymbolicFunction as SymbolicFunction
 from ._library import (
     AbstractLibrary as AbstractLibrary,
