@@ -23,13 +23,13 @@ Design (see DESIGN.md, "The shared loop"):
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import inspect
-import json
 import math
 import os
-import shutil
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -43,8 +43,8 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from . import _checkpoint
 from ._data import AbstractData, FixedData, Minibatches, NoData, as_data
-from ._serialise import load as _load_tree, save as _save_tree
 from .ensemble._methods import (
     ENSEMBLE_TERMS as _ENSEMBLE_TERMS,
     AbstractEnsembleMethod as _EnsembleMethod,
@@ -59,7 +59,8 @@ _BUFFER = 4096
 # Wall time a chunk aims for: short enough for a live progress bar, long enough that
 # the per-chunk host round trip is negligible.
 _CHUNK_SECONDS = 0.25
-_CHECKPOINT_VERSION = 1
+# The step counter of the compiled loop is an int32: no run may count past it.
+_MAX_STEPS = 2**31 - 1
 
 
 class DivergenceError(FloatingPointError):
@@ -254,14 +255,8 @@ def _snapshot(obj, seen):
     if isinstance(obj, types.FunctionType):
         if (obj.__module__ or "").split(".")[0] not in _TRUSTED:
             raise _Unkeyable
-        cells = []
-        for c in obj.__closure__ or ():
-            try:
-                cells.append(rec(c.cell_contents))
-            except ValueError:  # an empty cell
-                cells.append(("empty",))
         return ("fn", obj.__code__, rec(obj.__defaults__), rec(obj.__kwdefaults__),
-                tuple(cells), rec(obj.__dict__ or None))
+                _checkpoint.closure(obj, rec), rec(obj.__dict__ or None))
     if isinstance(obj, functools.partial):
         return ("partial", rec(obj.func), rec(obj.args), rec(obj.keywords or None))
     if type(obj) in (tuple, list) or (isinstance(obj, tuple) and hasattr(obj, "_fields")):
@@ -597,6 +592,13 @@ def _normalise_stages(optimiser, steps, loss, data):
             raise TypeError("sciml.fit: missing `steps=`, the number of optimiser steps.")
         _check_steps(steps, "`steps`")
         stages = [Stage(optimiser, int(steps))]
+    total = sum(int(st.steps) for st in stages)
+    if total > _MAX_STEPS:
+        raise ValueError(
+            f"sciml.fit: the stages add up to {total} steps, more than the step counter of "
+            f"the compiled loop holds (int32, at most {_MAX_STEPS}). Train in several fit "
+            "calls, each starting from the previous result's model."
+        )
     out = []
     for st in stages:
         out.append(
@@ -821,63 +823,6 @@ def _check_batch_sharding(batch_shape, ndev, what):
 
 
 # ----------------------------------------------------------------------------------
-# Checkpoints
-
-
-def _host_local(tree):
-    """`tree` with every array readable on this process. Under several processes
-    (`jax.distributed`), arrays sharded over other hosts' devices (an ensemble's
-    members) are gathered: a collective, so every process must call it."""
-    if jax.process_count() == 1:
-        return tree
-    from jax.experimental import multihost_utils
-
-    def gather(x):
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            return multihost_utils.process_allgather(x, tiled=True)
-        return x
-
-    return jax.tree.map(gather, tree)
-
-
-def _save_checkpoint(path, *, params, opt_state, meta, history):
-    # Every process gathers; process 0 alone writes (the directory must be on a file
-    # system all processes see to resume them, as with any multi-host checkpoint).
-    params, opt_state = _host_local((params, opt_state))
-    if jax.process_index() == 0:
-        _write_checkpoint(path, params=params, opt_state=opt_state, meta=meta, history=history)
-    if jax.process_count() > 1:
-        # Nobody reads or resumes the directory while process 0 is replacing it.
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("sciml.fit checkpoint written")
-
-
-def _write_checkpoint(path, *, params, opt_state, meta, history):
-    tmp = f"{path}.tmp"
-    old = f"{path}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    _save_tree(os.path.join(tmp, "state.eqx"), {"params": params, "opt_state": opt_state})
-    np.savez(os.path.join(tmp, "history.npz"), **history)
-    with open(os.path.join(tmp, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1)
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.exists(path):
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint_meta(path):
-    with open(os.path.join(path, "meta.json")) as f:
-        meta = json.load(f)
-    if meta.get("version") != _CHECKPOINT_VERSION:
-        raise ValueError(f"sciml.fit: checkpoint {path!r} has an unknown version.")
-    return meta
-
-
-# ----------------------------------------------------------------------------------
 # History
 
 
@@ -969,6 +914,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     devices: int | Sequence[jax.Device] | None = None,
     progress: bool = True,
 ) -> FitResult:
@@ -1012,10 +958,15 @@ def fit(
       values in `info.records` (e.g. `sciml.koopman.KoopmanMonitor`).
     - `checkpoint`: a directory to save the training state to (model, optimiser state,
       history), every `checkpoint_every` steps, at the end of each stage and when a
-      run diverges.
+      run diverges. A path that is a file, or a directory holding anything but a
+      checkpoint, is refused before training.
     - `checkpoint_every`: steps between checkpoints (default: stage ends only).
     - `resume`: if `True` and `checkpoint` exists, continue from it; the result is
-      bit for bit that of an uninterrupted run with the same arguments.
+      bit for bit that of an uninterrupted run with the same arguments. Resuming with
+      another optimiser, other data, other loss terms or other trainable leaves than
+      the checkpoint was written with is refused, naming what differs.
+    - `overwrite`: if `True`, start afresh and replace an existing checkpoint. Without
+      `resume` or `overwrite`, an existing checkpoint is refused, never overwritten.
     - `devices`: data parallelism: a number of devices or a list of them. The batch
       axis (leading axis of every batch leaf) is sharded over them and the parameters
       are replicated. Multi-host: call `jax.distributed.initialize()` first, then
@@ -1040,8 +991,12 @@ def fit(
     stages = _normalise_stages(optimiser, steps, loss, data)
     if checkpoint_every is not None:
         _check_steps(checkpoint_every, "`checkpoint_every`")
-    if resume and checkpoint is None:
-        raise ValueError("sciml.fit: `resume=True` needs `checkpoint=` (a directory).")
+    if (resume or overwrite) and checkpoint is None:
+        flag = "resume" if resume else "overwrite"
+        raise ValueError(f"sciml.fit: `{flag}=True` needs `checkpoint=` (a directory).")
+    resume_from = None
+    if checkpoint is not None:
+        resume_from = _checkpoint.prepare(checkpoint, resume=resume, overwrite=overwrite)
     callbacks = list(callbacks)
     for i, cb in enumerate(callbacks):
         if not callable(cb):
@@ -1172,32 +1127,22 @@ def fit(
     start_stage, start_step, loaded_opt_state = 0, 0, None
     ckpt_path = None if checkpoint is None else os.fspath(checkpoint)
     meta_common = dict(
-        version=_CHECKPOINT_VERSION,
+        version=_checkpoint.VERSION,
         boundaries=boundaries,
         key=_key_data(key),
     )
-    if resume and os.path.exists(os.path.join(ckpt_path, "meta.json")):
-        meta = _load_checkpoint_meta(ckpt_path)
-        if meta["boundaries"] != boundaries:
-            raise ValueError(
-                f"sciml.fit: checkpoint {ckpt_path!r} was written for stages ending at steps "
-                f"{meta['boundaries']}, but this call has {boundaries}. Resume with the "
-                "same stages and steps, or start a fresh checkpoint directory."
-            )
-        if meta["key"] != meta_common["key"]:
-            raise ValueError(
-                f"sciml.fit: checkpoint {ckpt_path!r} was written with a different `key`; "
-                "resuming needs the same key to reproduce the same batches."
-            )
+    if ckpt_path is not None:
+        meta_common["fingerprint"] = _checkpoint.fingerprint(
+            params, [(p["tx"], p["aux_names"], p["source"]) for p in plans]
+        )
+    if resume_from is not None:
+        meta = _checkpoint.read_meta(resume_from)
         start_stage, start_step = meta["stage"], meta["step"]
-        like = {
-            "params": params,
-            "opt_state": plans[start_stage]["tx"].init(params),
-        }
-        loaded = _load_tree(os.path.join(ckpt_path, "state.eqx"), like)
+        _check_resumable(resume_from, meta, meta_common)
+        like = {"params": params, "opt_state": plans[start_stage]["tx"].init(params)}
+        loaded = _checkpoint.read_state(resume_from, like)
         params, loaded_opt_state = loaded["params"], loaded["opt_state"]
-        with np.load(os.path.join(ckpt_path, "history.npz")) as h:
-            history.load({k: h[k] for k in h.files})
+        history.load(_checkpoint.read_history(resume_from, meta))
 
     def put(tree, sharding):
         if sharding is None:
@@ -1229,7 +1174,7 @@ def fit(
     stopped = None
     opt_state = loaded_opt_state
     step = start_step
-    last_saved = start_step if resume else None
+    last_saved = start_step if resume_from is not None else None
 
     def full_model(p):
         return eqx.combine(p, frozen, static)
@@ -1238,7 +1183,7 @@ def fit(
         nonlocal last_saved
         if ckpt_path is None:
             return
-        _save_checkpoint(
+        _checkpoint.save(
             ckpt_path,
             params=st["params"],
             opt_state=st["opt_state"],
@@ -1412,9 +1357,12 @@ def fit(
         if progress_bar is not None:
             progress_bar.close()
 
+    final_history = history.arrays()
+    for counter in _STEP_COUNTERS.get():
+        counter.append(np.bincount(final_history["stage"], minlength=len(plans)).tolist())
     return FitResult(
         model=full_model(params),
-        history=history.arrays(),
+        history=final_history,
         opt_state=opt_state,
         stopped=stopped,
         timings=dict(
@@ -1423,6 +1371,59 @@ def fit(
             steps_per_second=steady_steps / steady_time if steady_time > 0 else math.nan,
         ),
     )
+
+
+def _check_resumable(path, meta, now):
+    """Refuses a checkpoint written by a run other than this call would make."""
+    fresh = (
+        "or pass overwrite=True (with resume=False) to start afresh, replacing the "
+        "checkpoint"
+    )
+    if meta["boundaries"] != now["boundaries"]:
+        raise ValueError(
+            f"sciml.fit: checkpoint {path!r} was written for stages ending at steps "
+            f"{meta['boundaries']}, but this call has {now['boundaries']}. Resume with the "
+            f"same stages and steps, {fresh}."
+        )
+    if meta["key"] != now["key"]:
+        raise ValueError(
+            f"sciml.fit: checkpoint {path!r} was written with a different `key`; resuming "
+            f"needs the same key to reproduce the same batches. Pass that key, {fresh}."
+        )
+    if meta["version"] < 2:  # written before fingerprints
+        return
+    what = _checkpoint.differences(meta["fingerprint"], now["fingerprint"])
+    if what is not None:
+        raise ValueError(
+            f"sciml.fit: cannot resume checkpoint {path!r}: {what}. Resume with the "
+            f"arguments it was written with, {fresh}."
+        )
+
+
+# `sciml run` reports the steps a problem trained, whatever its script does with
+# `--steps`: `counting_steps` collects, per `fit` call in the block, the steps of each
+# stage. Context-local, and read only after a run: it changes no result.
+_STEP_COUNTERS: contextvars.ContextVar[tuple] = contextvars.ContextVar(
+    "sciml_fit_step_counters", default=()
+)
+
+
+@contextlib.contextmanager
+def counting_steps():
+    """Collects the steps run by every `fit` call inside the block.
+
+    **Returns:**
+
+    A list, filled as the block runs, with one entry per `fit` call that returned: the
+    number of steps of each of its stages (a resumed run counts its steps before the
+    checkpoint too).
+    """
+    calls: list[list[int]] = []
+    token = _STEP_COUNTERS.set(_STEP_COUNTERS.get() + (calls,))
+    try:
+        yield calls
+    finally:
+        _STEP_COUNTERS.reset(token)
 
 
 def _divergence(code, bad_step, terms, model, history, ckpt_path):
