@@ -13,14 +13,27 @@ the true supports of the Lotka-Volterra hidden terms (-0.9 x y, 0.8 x y) from no
 samples, along the trajectory (collinear library columns) or spread uniformly, over
 20 noise draws.
 
-    python benchmarks/symbolic.py [--seed 0] [--repeats 5] [--selection] [--out table.md]
+With `--identifiability`, a third: how often `discover` (defaults, `polynomials(2)`)
+returns the right formula and whether it warns (`IllConditionedLibraryWarning`), on
+0.5 x y along 24 Lotka-Volterra trajectories (4 parameter sets, 3 initial states,
+t in [0, 3] or [0, 10]; clean, with a smooth error like a trained network's, or with
+white noise) and on random sparse quadratics in 5 boxes (30 or 300 samples, clean or
+white noise); errors of 0.1, 1 and 5 % of the target's RMS. Also the range of the
+condition numbers met in each placement.
+
+    python benchmarks/symbolic.py [--seed 0] [--repeats 5] [--selection]
+        [--identifiability] [--out table.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import itertools
+import re
 import statistics
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -115,12 +128,108 @@ def selection_table(draws: int = 20, noise: float = 0.01) -> str:
     return "\n".join(rows)
 
 
+def _trajectory(params, y0, t1, n=200):
+    import scipy.integrate
+
+    a, b, g, d = params
+    t = np.linspace(0.0, t1, n)
+    sol = scipy.integrate.solve_ivp(
+        lambda _, u: [a * u[0] - b * u[0] * u[1], -d * u[1] + g * u[0] * u[1]],
+        (0.0, t1), y0, t_eval=t, rtol=1e-10, atol=1e-12,
+    )
+    return t, sol.y.T
+
+
+def _smooth_error(t, rng):
+    """Three sines of random amplitude, phase and 0.3-3 periods over the span, unit RMS."""
+    span = t[-1] - t[0]
+    e = sum(
+        rng.normal() * np.sin(2 * np.pi * rng.uniform(0.3, 3) * t / span + rng.uniform(0, 7))
+        for _ in range(3)
+    )
+    return e / np.sqrt(np.mean(e**2))
+
+
+def identifiability_cases(seed: int = 0):
+    """(placement, error kind, samples, values, true support) of the study."""
+    rng = np.random.default_rng(seed)
+    library = ss.polynomials(2).build(("x", "y"))
+    params = [(1.3, 0.9, 0.8, 1.8), (1, 1, 1, 1), (0.5, 0.5, 0.5, 0.5), (2 / 3, 4 / 3, 1, 1)]
+    sizes = (1e-3, 1e-2, 5e-2)
+    for p, y0, t1 in itertools.product(params, [(0.44, 4.63), (1.5, 1.0), (0.8, 0.8)], (3, 10)):
+        t, S = _trajectory(p, y0, t1)
+        f = 0.5 * S[:, 0] * S[:, 1]
+        yield "trajectory", "clean", S, f, (X_ * Y_,)
+        for kind, eps, _ in itertools.product(("smooth", "white"), sizes, range(2)):
+            e = _smooth_error(t, rng) if kind == "smooth" else rng.standard_normal(len(t))
+            yield "trajectory", kind, S, f + eps * np.sqrt(np.mean(f**2)) * e, (X_ * Y_,)
+    boxes = [(-1, 1), (0, 1), (0, 5), (0.2, 3), (1, 2)]
+    for (lo, hi), n in itertools.product(boxes, (30, 300)):
+        for eps, _ in itertools.product((0.0, *sizes), range(4)):
+            S = rng.uniform(lo, hi, (n, 2))
+            design = library.design(S)
+            k = rng.integers(1, 4)
+            c = np.zeros(design.shape[1])
+            idx = rng.choice(design.shape[1], k, replace=False)
+            c[idx] = rng.choice([-1, 1], k) * rng.uniform(0.3, 2, k)
+            f = design @ c
+            values = f + eps * np.sqrt(np.mean(f**2)) * rng.standard_normal(n)
+            truth = tuple(t for t, ci in zip(library.expressions, c) if ci)
+            yield f"box [{lo}, {hi}]^2", "white" if eps else "clean", S, values, truth
+
+
+def identifiability_table(seed: int = 0) -> str:
+    counts = collections.defaultdict(lambda: np.zeros(8, int))
+    conditions = collections.defaultdict(list)
+    for placement, kind, S, values, truth in identifiability_cases(seed):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ss.IllConditionedLibraryWarning)
+            d = ss.discover(values, S, names=("x", "y"))
+        found, truth = set(d.support[0]), set(truth)
+        warned = not d.identifiable[0]
+        alternative = None
+        if caught:
+            m = re.search(r"sparsest candidate .* is (.*) \(held-out", str(caught[-1].message))
+            if m:
+                alternative = set(sympy.Add.make_args(sympy.sympify(m.group(1))))
+                alternative = {t.as_coeff_Mul()[1] for t in alternative}
+        counts[placement, kind] += [
+            1,
+            found == truth,
+            found == truth and warned,
+            found != truth and warned,
+            not found <= truth and not warned,
+            found < truth and not warned,
+            alternative is not None,
+            alternative == truth,
+        ]
+        conditions[placement].append(d.condition_number)
+    rows = [
+        "| samples | error | cases | right formula | right, warned | wrong, warned | "
+        "spurious term, silent | missed term, silent | warned with a resolved candidate "
+        "| that candidate right |",
+        "|---" * 10 + "|",
+    ]
+    for (placement, kind), c in sorted(counts.items()):
+        rows.append(f"| {placement} | {kind} | " + " | ".join(str(v) for v in c) + " |")
+    total = sum(counts.values())
+    rows.append("| all | | " + " | ".join(str(v) for v in total) + " |")
+    rows += ["", "| samples | condition number: min | median | max |", "|---|---|---|---|"]
+    for placement, values in conditions.items():
+        rows.append(
+            f"| {placement} | {min(values):.3g} | {np.median(values):.3g} | {max(values):.3g} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--selection", action="store_true", help="also the selection table")
+    parser.add_argument("--identifiability", action="store_true",
+                        help="also the identifiability-warning table")
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
     if args.samples < 10 or args.repeats < 1:
@@ -174,6 +283,16 @@ def main(argv=None) -> int:
         )
         print(sel)
         table = table + "\n\n" + sel
+    if args.identifiability:
+        start = time.perf_counter()
+        ident = identifiability_table(args.seed)
+        print(
+            "\nRight formulas and IllConditionedLibraryWarning, 0.5 x y on Lotka-Volterra "
+            "trajectories and random quadratics in boxes, library polynomials(2) "
+            f"({time.perf_counter() - start:.0f} s)\n"
+        )
+        print(ident)
+        table = table + "\n\n" + ident
     if args.out:
         with open(args.out, "w") as f:
             f.write(table + "\n")
