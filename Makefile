@@ -30,7 +30,7 @@ install-tests: $(VENV)/.installed-tests
 
 ## make demo: install, then run every registered problem at small size into runs/
 demo: install
-	$(BIN)/sciml run all --quick
+	$(BIN)/sciml run all --quick --force
 
 ## make test: install with test extras, run the default suite (notebooks included)
 test: install-tests

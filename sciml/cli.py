@@ -18,7 +18,9 @@ if __name__ == "__main__":
 
 `sciml list` reads NAME and the docstring without importing the script (fast);
 `sciml run NAME` imports it and calls `run`, then writes `metrics.json` and
-`report.md` beside the plots.
+`report.md` beside the plots. Problems are looked up in `$SCIML_PROBLEMS`, then
+`./problems`, then the problems shipped with sciml; a name defined twice is run from
+the first folder, with a warning naming both files.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ class RunOptions:
     """Options every problem takes.
 
     - `quick`: small sizes (about 20 s on a 2-core CPU), for `sciml run all --quick`.
-    - `steps`: override of the number of training steps (None: the problem's default).
+    - `steps`: override of the steps of the problem's main training stage, through
+      `steps_or` (None: the problem's default). A problem may add fixed stages (e.g. an
+      L-BFGS refinement after Adam) that keep their size; the runner records the steps
+      actually trained (`fit_steps` in `metrics.json`).
     - `seed`: PRNG seed; the same seed gives the same numbers.
     - `out`: output directory (exists when `run` is called).
     - `progress`: show progress bars.
@@ -63,7 +68,8 @@ class RunOptions:
         return quick if self.quick else full
 
     def steps_or(self, default: int) -> int:
-        """The `--steps` override if given, else `default`."""
+        """The `--steps` override if given, else `default`: the steps of the stage the
+        problem lets `--steps` set (its main one)."""
         return default if self.steps is None else self.steps
 
 
@@ -72,10 +78,15 @@ class ProblemEntry:
     name: str
     description: str
     path: pathlib.Path
+    # Later scripts with the same NAME, hidden by this one.
+    shadows: tuple[pathlib.Path, ...] = ()
 
 
 class CLIError(Exception):
     """A bad option or file: printed as `sciml: error: ...`, exit status 2."""
+
+
+_SHIPPED = pathlib.Path(__file__).resolve().parent.parent / "problems"
 
 
 def _problem_dirs(explicit: str | None) -> list[pathlib.Path]:
@@ -89,7 +100,7 @@ def _problem_dirs(explicit: str | None) -> list[pathlib.Path]:
     if env:
         candidates.append(pathlib.Path(env))
     candidates.append(pathlib.Path.cwd() / "problems")
-    candidates.append(pathlib.Path(__file__).resolve().parent.parent / "problems")
+    candidates.append(_SHIPPED)
     seen, out = set(), []
     for c in candidates:
         if c.is_dir() and c.resolve() not in seen:
@@ -99,7 +110,11 @@ def _problem_dirs(explicit: str | None) -> list[pathlib.Path]:
 
 
 def discover(problems_dir: str | None = None) -> dict[str, ProblemEntry]:
-    """Registered problems: every `*.py` in the problems folder that defines `NAME`."""
+    """Registered problems: every `*.py` in the problem folders that defines `NAME`.
+
+    The folders are searched in order (see the module docstring); the first script
+    defining a NAME wins, and the entry lists the scripts it hides in `shadows`.
+    """
     found: dict[str, ProblemEntry] = {}
     for d in _problem_dirs(problems_dir):
         for path in sorted(d.glob("*.py")):
@@ -119,13 +134,35 @@ def discover(problems_dir: str | None = None) -> dict[str, ProblemEntry]:
                     and isinstance(node.value, ast.Constant)
                 ):
                     name = node.value.value
-            if not isinstance(name, str) or name in found:
+            if not isinstance(name, str):
+                continue
+            if name in found:
+                first = found[name]
+                found[name] = dataclasses.replace(first, shadows=first.shadows + (path,))
                 continue
             doc = (ast.get_docstring(tree) or "").strip().splitlines()
             found[name] = ProblemEntry(name, doc[0] if doc else "", path)
-        if found:
-            break
     return found
+
+
+def _warn_shadows(entries) -> None:
+    for entry in entries:
+        for other in entry.shadows:
+            print(
+                f"sciml: warning: problem {entry.name!r} is defined by {entry.path} and by "
+                f"{other}; the first is used (folders are searched in the order "
+                "$SCIML_PROBLEMS, ./problems, shipped). Give one a different NAME to "
+                "keep both.",
+                file=sys.stderr,
+            )
+
+
+def _folder_label(folder: pathlib.Path) -> str:
+    try:
+        shown = os.path.join(".", folder.resolve().relative_to(pathlib.Path.cwd().resolve()))
+    except ValueError:
+        shown = str(folder)
+    return shown + (" (shipped with sciml)" if folder.resolve() == _SHIPPED else "")
 
 
 def _load_run(entry: ProblemEntry) -> Callable:
@@ -169,15 +206,53 @@ def _plots(out: pathlib.Path, since: float | None) -> list[pathlib.Path]:
 
 
 def _write_report(
-    out: pathlib.Path, name: str, description: str, metrics: dict, since: float | None = None
+    out: pathlib.Path,
+    name: str,
+    description: str,
+    metrics: dict,
+    since: float | None = None,
+    fit_steps: list | None = None,
 ) -> None:
     lines = [f"# {name}", "", description, "", "| metric | value |", "|---|---|"]
     for k, v in metrics.items():
         lines.append(f"| {k} | {_fmt(v)} |")
-    lines += ["", "[metrics.json](metrics.json)", ""]
+    lines.append("")
+    if fit_steps:
+        calls = "; ".join(" + ".join(map(str, stages)) for stages in fit_steps)
+        lines += [
+            f"Steps trained by sciml.fit: {sum(map(sum, fit_steps))} (per call, per "
+            f"stage: {calls}).",
+            "",
+        ]
+    lines += ["[metrics.json](metrics.json)", ""]
     for png in _plots(out, since):
         lines += [f"![{png.stem}]({png.name})", ""]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def _first_missing(path: pathlib.Path) -> pathlib.Path | None:
+    """The outermost folder of `path` that does not exist yet (None if it exists)."""
+    path = pathlib.Path(os.path.abspath(path))
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
+def _remove_if_empty(path: pathlib.Path, top: pathlib.Path | None) -> None:
+    """Removes the empty folders from `path` up to `top` (folders this run created), so
+    a refused or failed run leaves no empty output directory behind."""
+    if top is None:
+        return
+    path = pathlib.Path(os.path.abspath(path))
+    while True:
+        try:
+            path.rmdir()  # only if empty
+        except OSError:
+            return
+        if path == top or path == path.parent:
+            return
+        path = path.parent
 
 
 def _check_out_dir(path: pathlib.Path) -> None:
@@ -185,24 +260,57 @@ def _check_out_dir(path: pathlib.Path) -> None:
     directory that cannot be created, or one that cannot be written to."""
     if path.exists() and not path.is_dir():
         raise CLIError(f"--out {path}: is a file; name a directory for the results.")
+    created = _first_missing(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
+        _remove_if_empty(path, created)
         raise CLIError(
             f"--out {path}: cannot write results there ({e.strerror or e}); name a "
             "directory you can write to."
         ) from None
 
 
+# What a problem run writes besides its plots; finding them means an earlier run's
+# results (or a user's own report.md) would be overwritten.
+_RESULT_FILES = ("metrics.json", "report.md")
+
+
+def _refuse_earlier_results(folders, force: bool, extra=()) -> None:
+    """Refuses, before any work, output folders that hold an earlier run's results,
+    unless `--force`."""
+    if force:
+        return
+    taken = [pathlib.Path(f) / n for f in folders for n in _RESULT_FILES]
+    taken = [p for p in (*taken, *map(pathlib.Path, extra)) if p.exists()]
+    if taken:
+        listed = ", ".join(map(str, taken[:4])) + (", ..." if len(taken) > 4 else "")
+        raise CLIError(
+            f"--out: {listed} already exist (results of an earlier run?). Pass --force to "
+            "replace them, or name another --out."
+        )
+
+
 def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None = None) -> dict:
-    """Runs one problem into `options.out`; returns its metrics (with wall time)."""
+    """Runs one problem into `options.out`; returns its metrics (with wall time and
+    `fit_steps`, the steps trained by `sciml.fit` in the run)."""
+    created = _first_missing(options.out)
     _check_out_dir(options.out)
-    options.out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_problem(entry, options, run)
+    except BaseException:
+        _remove_if_empty(options.out, created)
+        raise
+
+
+def _run_problem(entry, options, run):
     if run is None:
         run = _load_run(entry)
     import jax
+
+    from ._fit import counting_steps
 
     # A problem may switch float64 on for itself; the next one starts from the setting
     # the runner had.
@@ -211,23 +319,28 @@ def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None =
     started = time.time() - 1.0
     t0 = time.perf_counter()
     try:
-        metrics = run(options)
+        with counting_steps() as fit_steps:
+            metrics = run(options)
     finally:
         jax.config.update("jax_enable_x64", x64)
     if not isinstance(metrics, dict):
         raise CLIError(f"{entry.path}: run() must return a dict of metrics, got {type(metrics)}.")
     metrics = dict(metrics)
     metrics["wall_time_s"] = time.perf_counter() - t0
+    # Counted by the runner, whatever the script does with --steps.
+    metrics["fit_steps"] = sum(map(sum, fit_steps))
     record = {
         "problem": entry.name,
         "description": entry.description,
         "options": {"quick": options.quick, "steps": options.steps, "seed": options.seed},
         "metrics": _jsonable(metrics),
+        "fit_steps_per_call": fit_steps,
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": platform.platform(),
     }
     (options.out / "metrics.json").write_text(json.dumps(record, indent=1))
-    _write_report(options.out, entry.name, entry.description, metrics, since=started)
+    _write_report(options.out, entry.name, entry.description, metrics, since=started,
+                  fit_steps=fit_steps)
     return metrics
 
 
@@ -251,6 +364,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _step_count(text: str) -> int:
+    """`--steps`: a positive int that the int32 step counter of `sciml.fit` holds."""
+    value = _positive_int(text)
+    if value > 2**31 - 1:
+        raise argparse.ArgumentTypeError(
+            f"expected at most 2147483647 steps (the training step counter is int32), "
+            f"got {value}"
+        )
+    return value
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -265,12 +389,25 @@ def _seed(text: str) -> int:
 
 def _add_run_options(p: argparse.ArgumentParser, *, out_default: str | None) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes (about 20 s each)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="override training steps")
+    p.add_argument(
+        "--steps",
+        type=_step_count,
+        default=None,
+        metavar="N",
+        help="steps of the problem's main training stage (fixed stages such as an L-BFGS "
+        "refinement keep their size); metrics.json records the steps actually trained "
+        "(fit_steps)",
+    )
     p.add_argument("--seed", type=_seed, default=0, help="PRNG seed (default 0)")
     p.add_argument(
         "--out",
         default=out_default,
         help="output directory (default runs/NAME; for 'all': runs/ with one folder each)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the results of an earlier run in --out (refused without it)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -279,9 +416,19 @@ def _cmd_list(args) -> int:
     problems = discover(args.problems)
     if not problems:
         raise CLIError("no problems found: run from the checkout or pass --problems DIR.")
+    _warn_shadows(problems.values())
     width = max(len(n) for n in problems)
+    folders: dict[pathlib.Path, list[ProblemEntry]] = {
+        d: [] for d in _problem_dirs(args.problems)  # in search order
+    }
     for name, entry in sorted(problems.items()):
-        print(f"{name:<{width}}  {entry.description}")
+        folders.setdefault(entry.path.parent, []).append(entry)
+    for folder, entries in folders.items():
+        if not entries:
+            continue
+        print(f"{_folder_label(folder)}:")
+        for entry in entries:
+            print(f"  {entry.name:<{width}}  {entry.description}")
     return 0
 
 
@@ -296,12 +443,18 @@ def _cmd_run(args) -> int:
             known = ", ".join(sorted(problems)) or "(none found)"
             raise CLIError(f"unknown problem {args.name!r}. Known problems: {known}.")
         selected = [args.name]
+    _warn_shadows(problems[n] for n in selected)
     base = pathlib.Path(args.out) if args.out else pathlib.Path("runs")
-    _check_out_dir(base)  # before the first problem runs
+    outs = {n: base / n if (args.name == "all" or not args.out) else base for n in selected}
+    # Before the first problem runs.
+    _refuse_earlier_results(
+        outs.values(), args.force, extra=[base / "report.md"] if args.name == "all" else []
+    )
+    created = _first_missing(base)
+    _check_out_dir(base)
     started = time.time() - 1.0
     rows, failed = [], []
-    for name in selected:
-        out = base / name if (args.name == "all" or not args.out) else base
+    for name, out in outs.items():
         options = RunOptions(
             name=name,
             quick=args.quick,
@@ -325,6 +478,7 @@ def _cmd_run(args) -> int:
     if args.name == "all":
         _write_index(base, rows, problems, started)
         print(f"report: {base / 'report.md'}")
+    _remove_if_empty(base, created)
     if failed:
         print(f"sciml: {len(failed)} problem(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -416,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def script_main(name: str, run: Callable, argv: Sequence[str] | None = None) -> int:
-    """`python problems/x.py [--quick] [--steps N] [--seed S] [--out DIR] [--quiet]`."""
+    """`python problems/x.py [--quick] [--steps N] [--seed S] [--out DIR] [--force] [--quiet]`."""
     parser = argparse.ArgumentParser(prog=f"problems/{name}", description=f"Run problem {name}.")
     _add_run_options(parser, out_default=None)
     args = parser.parse_args(argv)
@@ -434,6 +588,7 @@ def script_main(name: str, run: Callable, argv: Sequence[str] | None = None) -> 
         progress=not args.quiet,
     )
     try:
+        _refuse_earlier_results([options.out], args.force)
         metrics = run_problem(entry, options, run)
     except CLIError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")

@@ -195,3 +195,132 @@ def test_a_problem_cannot_change_float64_for_the_next(problems_dir, tmp_path):
     record = json.loads((tmp_path / "r" / "tiny" / "metrics.json").read_text())
     assert record["metrics"]["dtype"] == ("float64" if before else "float32")
     assert jax.config.jax_enable_x64 == before
+
+
+TWO_STAGES = textwrap.dedent(
+    '''
+    """Adam, then a fixed SGD stage (test fixture)."""
+    import jax, jax.numpy as jnp, optax
+    import sciml
+
+    NAME = "two-stages"
+
+    def run(options):
+        loss = lambda p, b, *, key: jnp.sum((p - 1.0) ** 2)
+        stages = [sciml.Stage(optax.adam(0.1), options.steps_or(300)),
+                  sciml.Stage(optax.sgd(0.1), 30)]
+        sciml.fit(jnp.zeros(2), loss, stages, key=jax.random.key(0), progress=False)
+        sciml.fit(jnp.zeros(2), loss, optax.sgd(0.1), steps=7, key=jax.random.key(0),
+                  progress=False)
+        return {}
+    '''
+)
+
+
+def test_steps_sets_the_main_stage_and_the_steps_trained_are_recorded(problems_dir, tmp_path):
+    # `--steps 20` used to be reported as 20 while 20 + 30 + 7 steps were trained.
+    (problems_dir / "two_stages.py").write_text(TWO_STAGES)
+    out = tmp_path / "out"
+    assert cli.main(["run", "two-stages", "--problems", str(problems_dir), "--steps", "20",
+                     "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["options"]["steps"] == 20
+    assert record["metrics"]["fit_steps"] == 57
+    assert record["fit_steps_per_call"] == [[20, 30], [7]]
+    assert "Steps trained by sciml.fit: 57 (per call, per stage: 20 + 30; 7)" in (
+        out / "report.md").read_text()
+
+
+def test_help_says_what_steps_means(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "main training stage" in text and "fit_steps" in text and "--force" in text
+
+
+def test_earlier_results_are_kept_unless_forced(problems_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["run", "tiny", "--problems", str(problems_dir), "--steps", "5", "--quiet",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    before = (out / "metrics.json").read_text()
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv + ["--seed", "1"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(out / "metrics.json") in err and "--force" in err
+    assert (out / "metrics.json").read_text() == before
+    assert cli.main(argv + ["--seed", "1", "--force"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["options"]["seed"] == 1
+    # `run all` checks every folder (and its index) before the first problem runs.
+    runs = tmp_path / "runs"
+    (runs / "tiny").mkdir(parents=True)
+    (runs / "tiny" / "report.md").write_text("my notes")
+    with pytest.raises(SystemExit):
+        cli.main(["run", "all", "--problems", str(problems_dir), "--out", str(runs)])
+    assert (runs / "tiny" / "report.md").read_text() == "my notes"
+    assert sorted(p.name for p in runs.iterdir()) == ["tiny"]
+
+
+def test_script_refuses_earlier_results_unless_forced(problems_dir, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_script", problems_dir / "tiny.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    with pytest.raises(SystemExit) as info:
+        cli.script_main("tiny", module.run, ["--out", str(out), "--quiet"])
+    assert info.value.code == 2 and "--force" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_a_failed_or_refused_run_leaves_no_empty_folder(problems_dir, tmp_path):
+    (problems_dir / "broken.py").write_text(
+        'NAME = "broken"\ndef run(options):\n    raise ValueError("bad input")\n')
+    (problems_dir / "norun.py").write_text('NAME = "norun"\n')
+    for name in ("broken", "norun"):
+        out = tmp_path / "new" / "deeper"
+        code = cli.main(["run", name, "--problems", str(problems_dir), "--out", str(out),
+                         "--quiet"])
+        assert code == 1
+        assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert cli.main(["run", "broken", "--problems", str(problems_dir), "--out", str(kept),
+                     "--quiet"]) == 1
+    assert kept.is_dir()  # not created by the run: left alone
+
+
+def test_a_local_problem_with_a_shipped_name_is_announced(tmp_path, monkeypatch, capsys):
+    # A ./problems/ folder used to hide every shipped problem, without a word.
+    monkeypatch.delenv("SCIML_PROBLEMS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "problems").mkdir()
+    mine = tmp_path / "problems" / "mine.py"
+    mine.write_text('"""My Poisson."""\nNAME = "poisson-1d"\n')
+    assert cli.main(["list"]) == 0
+    captured = capsys.readouterr()
+    shipped = ROOT / "problems" / "poisson_1d.py"
+    assert str(mine) in captured.err and str(shipped) in captured.err
+    assert "warning" in captured.err
+    lines = captured.out.splitlines()
+    assert lines[0] == "./problems:" and "My Poisson." in lines[1]
+    at = lines.index(f"{ROOT / 'problems'} (shipped with sciml):")
+    assert any(line.split()[0] == "pinn-burgers" for line in lines[at + 1:])
+    assert not any(line.split()[0] == "poisson-1d" for line in lines[at + 1:])
+
+
+def test_steps_beyond_the_step_counter_are_refused(problems_dir, tmp_path, capsys):
+    # sciml.fit counts steps in an int32; the problem (which trains nothing) must not run.
+    (problems_dir / "echo.py").write_text('NAME = "echo"\ndef run(options):\n    return {}\n')
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "echo", "--problems", str(problems_dir), "--steps", str(2**31),
+                  "--out", str(out)])
+    assert info.value.code == 2 and "at most 2147483647 steps" in capsys.readouterr().err
+    assert not out.exists()
+    assert cli.main(["run", "echo", "--problems", str(problems_dir), "--steps",
+                     str(2**31 - 1), "--out", str(out), "--quiet"]) == 0
