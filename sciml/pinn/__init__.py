@@ -2,6 +2,16 @@
 terms and their balancing, and conditional eigen-PINNs for families of eigenproblems.
 """
 
+from ._conditions import (
+    AbstractBoundaryCondition as AbstractBoundaryCondition,
+    AbstractCondition as AbstractCondition,
+    DirichletBC as DirichletBC,
+    InitialCondition as InitialCondition,
+    NeumannBC as NeumannBC,
+    PeriodicBC as PeriodicBC,
+    RobinBC as RobinBC,
+    normal_derivative as normal_derivative,
+)
 from ._csg import (
     AbstractCSG as AbstractCSG,
     Difference as Difference,
@@ -9,15 +19,20 @@ from ._csg import (
     Union as Union,
 )
 from ._derivatives import (
+    curl as curl,
     derivative as derivative,
     derivatives_along as derivatives_along,
     directional_derivatives as directional_derivatives,
+    divergence as divergence,
+    field_derivatives as field_derivatives,
     gradient as gradient,
     hessian as hessian,
     laplacian as laplacian,
+    navier_stokes_residual as navier_stokes_residual,
     second_derivative as second_derivative,
     value_and_gradient as value_and_gradient,
     value_grad_and_second as value_grad_and_second,
+    vector_laplacian as vector_laplacian,
 )
 from ._domains import (
     AbstractDomain as AbstractDomain,

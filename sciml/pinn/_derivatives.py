@@ -12,6 +12,10 @@ value, one second-order direction and any number of first-order ones (on the Bur
 PINN step 1.3-1.4x nested `jvp`s, which were themselves 1.35x a `jvp` of
 `value_and_grad`, and 9x a `jax.hessian`). `value_grad_and_second` gives the whole
 gradient with one second derivative; `hessian` and `laplacian` the rest.
+
+Vector fields and PDE systems (`f(x) -> (m,)`): `field_derivatives` gives the value,
+the Jacobian and second derivatives along chosen axes by the same forward-mode passes;
+`divergence`, `curl`, `vector_laplacian` and `navier_stokes_residual` are built on it.
 """
 
 from __future__ import annotations
@@ -247,3 +251,125 @@ def hessian(f: Callable, x: ArrayLike) -> Array:
     """
     x = _point(x)
     return jax.hessian(_scalar(f, x))(x)
+
+
+# ----------------------------------------------------------------------------------
+# Vector fields and PDE systems
+
+
+def field_derivatives(
+    f: Callable, x: ArrayLike, second: Sequence[int] | None = None
+) -> tuple[Array, Array, Array]:
+    """Value, Jacobian and second derivatives along axes of a field, by forward mode.
+
+    One Taylor pass (as `directional_derivatives`) per second-derivative axis gives the
+    value, the first and the second derivative of every output along that axis; the
+    first pass also carries the axes that need only first derivatives (e.g. time).
+
+    **Arguments:**
+
+    - `f`: `f(x) -> scalar or (m,)` (a vector field, or a system's outputs).
+    - `x`: one point, shape `(d,)`.
+    - `second`: the axes to take second derivatives along (default all; `()` for none).
+
+    **Returns:**
+
+    `(value, jac, sec)`: `value` shaped like `f(x)`, `jac[..., i] = df/dx_i` (shape
+    `f(x).shape + (d,)`) and `sec[..., k] = d2f/dx_{second[k]}^2`.
+    """
+    x = _point(x)
+    if x.ndim != 1:
+        raise ValueError(f"sciml.pinn.field_derivatives: `x` must have shape (d,), got {x.shape}.")
+    d = x.shape[0]
+    axes2 = tuple(range(d)) if second is None else tuple(int(i) for i in second)
+    if any(not 0 <= i < d for i in axes2) or len(set(axes2)) != len(axes2):
+        raise ValueError(
+            f"sciml.pinn.field_derivatives: `second` must list distinct axes in 0..{d - 1}, "
+            f"got {second}."
+        )
+    first_only = [i for i in range(d) if i not in axes2]
+    passes = axes2 if axes2 else (first_only.pop(0),)
+    eye = jnp.eye(d, dtype=x.dtype)
+    cols: list = [None] * d
+    secs = []
+    value = None
+    for j, i in enumerate(passes):
+        hw = eye[jnp.asarray(first_only, int)] if (j == 0 and first_only) else eye[:0]
+        v, d1, d2, extra = _taylor.propagate(f, (x, eye[i], jnp.zeros_like(x), hw))
+        value = v if value is None else value
+        cols[i] = d1
+        secs.append(d2)
+        if j == 0:
+            for k, w in zip(first_only, extra):
+                cols[k] = w
+    jac = jnp.stack(cols, axis=-1)
+    sec = jnp.stack(secs, axis=-1) if axes2 else jnp.zeros((*jnp.shape(value), 0), x.dtype)
+    return value, jac, sec
+
+
+def _vector_field(f, x, where):
+    value, jac, _ = field_derivatives(f, x, ())
+    if value.ndim != 1 or value.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"sciml.pinn.{where}: needs a vector field with one output per coordinate; f(x) "
+            f"has shape {value.shape} at a point of shape {x.shape}."
+        )
+    return jac
+
+
+def divergence(f: Callable, x: ArrayLike) -> Array:
+    """`sum_i df_i/dx_i` of a vector field `f(x) -> (d,)` at one point (forward mode)."""
+    return jnp.trace(_vector_field(f, _point(x), "divergence"))
+
+
+def curl(f: Callable, x: ArrayLike) -> Array:
+    """Curl of a vector field at one point: a scalar `dv/dx - du/dy` in 2-D, a vector
+    in 3-D (forward mode)."""
+    x = _point(x)
+    j = _vector_field(f, x, "curl")
+    if x.shape == (2,):
+        return j[1, 0] - j[0, 1]
+    if x.shape == (3,):
+        return jnp.stack([j[2, 1] - j[1, 2], j[0, 2] - j[2, 0], j[1, 0] - j[0, 1]])
+    raise ValueError(f"sciml.pinn.curl: defined in 2-D and 3-D, got a point of shape {x.shape}.")
+
+
+def vector_laplacian(f: Callable, x: ArrayLike, axes: Sequence[int] | None = None) -> Array:
+    """Laplacian of every output of `f` at one point, `(m,)` (forward mode).
+
+    **Arguments:**
+
+    - `f`: `f(x) -> (m,)` (or a scalar).
+    - `x`: one point, shape `(d,)`.
+    - `axes`: the coordinates the Laplacian is over (default all; e.g. the spatial
+      ones of a space-time point).
+    """
+    return jnp.sum(field_derivatives(f, x, axes)[2], axis=-1)
+
+
+def navier_stokes_residual(
+    f: Callable, x: ArrayLike, nu: float | ArrayLike, *, time: bool = False
+) -> Array:
+    """Incompressible Navier-Stokes residuals (density 1) at one point.
+
+    `f(x) -> (u_1, ..., u_d, p)`; with `time=True` the point is `(x_1, ..., x_d, t)`.
+    Returns the momentum residuals `u_t + (u . grad) u + grad p - nu lap u` (d of them)
+    followed by the continuity residual `div u`, shape `(d + 1,)`. Every derivative
+    comes from `field_derivatives` (forward mode, one Taylor pass per spatial axis).
+    """
+    x = _point(x)
+    if x.ndim != 1:
+        raise ValueError(f"sciml.pinn.navier_stokes_residual: `x` must have shape (n,), got "
+                         f"{x.shape}.")
+    d = x.shape[0] - (1 if time else 0)
+    value, jac, sec = field_derivatives(f, x, tuple(range(d)))
+    if value.shape != (d + 1,):
+        raise ValueError(
+            f"sciml.pinn.navier_stokes_residual: f must return (u_1, ..., u_{d}, p), shape "
+            f"({d + 1},), for a {d}-D{' space-time' if time else ''} point; got {value.shape}."
+        )
+    u, grad_u, grad_p = value[:d], jac[:d, :d], jac[d, :d]
+    momentum = grad_u @ u + grad_p - nu * jnp.sum(sec[:d], axis=-1)
+    if time:
+        momentum = momentum + jac[:d, d]
+    return jnp.concatenate([momentum, jnp.trace(grad_u)[None]])
