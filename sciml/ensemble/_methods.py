@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._data import FixedData, Minibatches, NoData, Resampler
 from ._esmda import _kalman_update
 
 
@@ -51,6 +52,15 @@ class AbstractEnsembleMethod(eqx.Module):
 
     def check_steps(self, steps: int, where: str) -> None:
         """Raises if `steps` updates do not suit this method."""
+
+    def for_stage(self, steps: int, data, where: str) -> AbstractEnsembleMethod:
+        """This method configured for a stage of `steps` updates over the source `data`.
+
+        `sciml.fit` calls it once per stage, before training, and uses what it returns.
+        The default checks `steps` (`check_steps`) and returns the method unchanged.
+        """
+        self.check_steps(steps, where)
+        return self
 
     def prepare(self, flat: jax.Array, iteration: jax.Array) -> jax.Array:
         """Members (N, p) before the analysis; identity by default."""
@@ -158,39 +168,125 @@ class EnKF(AbstractEnsembleMethod):
     """Ensemble Kalman filter, online: each step assimilates the batch it is given.
 
     Use with `data=sciml.Minibatches(...)` (or a resampler) so that observations arrive
-    batch by batch, as in Chen et al.'s online training; a full-batch run is ensemble
-    Kalman inversion with step 1/`alpha` (Iglesias, Law & Stuart 2013).
+    batch by batch, as in Chen et al.'s online training.
+
+    Several epochs over the same data assimilate each datum once per epoch; counted
+    at face value, E epochs would shrink the spread as if there were E times the data.
+    So each update inflates the observation noise by the number of times its data are
+    assimilated, as ES-MDA does (sum 1/alpha = 1 per datum): for a linear forward
+    model and Gaussian prior the final ensemble then samples the exact posterior,
+    whatever the number of epochs. By default `sciml.fit` infers that number from
+    the stage (`for_stage`): with `Minibatches`, the epochs the stage's steps cover;
+    with fixed data (or `data=None`: the loss's observations are the same at every
+    step), the number of steps, which makes a full-batch run ensemble Kalman inversion
+    with step 1/steps (Iglesias, Law & Stuart 2013); with a resampler (fresh data
+    every step), 1.
 
     **Arguments:**
 
-    - `alpha`: observation-noise inflation of every update (default 1: each batch is
-      treated as new, independent evidence). Values > 1 take smaller, more stable
-      steps. Several epochs over the same data count each datum once per epoch, so the
-      final spread understates the uncertainty (measured: two-sigma coverage 0.38 after
-      40 epochs on the Mexican hat); `alpha` = number of epochs counts it once, as
-      ES-MDA does, at the price of slower fitting.
+    - `alpha`: observation-noise inflation of every update, overriding the inferred
+      one (e.g. 1 to treat every batch as new, independent evidence even when it is
+      not, which understates the spread). Values > 1 take smaller, more stable steps.
+    - `epochs`: how many times each datum is assimilated (inflation `epochs`). Needed
+      outside `sciml.fit` or with a data source it does not know; with
+      `Minibatches` it must equal the epochs the steps cover. Give `alpha` or
+      `epochs`, not both.
     - `anomaly_inflation`: multiplies the members' deviations from the ensemble mean
       before each update (covariance inflation, >= 1). Repeated updates shrink the
       ensemble; a little inflation (e.g. 1.01) keeps it able to move.
     """
 
-    alpha_value: float = eqx.field(static=True)
+    alpha_value: float | None = eqx.field(static=True)
+    epochs: int | None = eqx.field(static=True)
     anomaly_inflation: float = eqx.field(static=True)
 
-    def __init__(self, alpha: float = 1.0, *, anomaly_inflation: float = 1.0):
-        if not np.isfinite(alpha) or alpha <= 0:
-            raise ValueError(f"sciml.ensemble.EnKF: `alpha` must be positive, got {alpha!r}.")
+    def __init__(
+        self,
+        alpha: float | None = None,
+        *,
+        epochs: int | None = None,
+        anomaly_inflation: float = 1.0,
+    ):
+        where = "sciml.ensemble.EnKF"
+        if alpha is not None and epochs is not None:
+            raise ValueError(
+                f"{where}: give `alpha` (the inflation of every update) or `epochs` (how "
+                f"many times each datum is assimilated), not both; got alpha={alpha!r}, "
+                f"epochs={epochs!r}."
+            )
+        if alpha is not None and (
+            isinstance(alpha, bool) or not np.isfinite(alpha) or alpha <= 0
+        ):
+            raise ValueError(f"{where}: `alpha` must be positive, got {alpha!r}.")
+        if epochs is not None and (
+            isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1
+        ):
+            raise ValueError(f"{where}: `epochs` must be an int >= 1, got {epochs!r}.")
         if not np.isfinite(anomaly_inflation) or anomaly_inflation < 1:
             raise ValueError(
-                "sciml.ensemble.EnKF: `anomaly_inflation` must be >= 1 (1 = none), got "
+                f"{where}: `anomaly_inflation` must be >= 1 (1 = none), got "
                 f"{anomaly_inflation!r}."
             )
-        self.alpha_value = float(alpha)
+        self.alpha_value = None if alpha is None else float(alpha)
+        self.epochs = None if epochs is None else int(epochs)
         self.anomaly_inflation = float(anomaly_inflation)
+
+    def for_stage(self, steps, data, where):
+        """This filter with the inflation that counts each datum of `data` once.
+
+        **Arguments:**
+
+        - `steps`: the updates of the stage.
+        - `data`: the stage's data source (`sciml.fit`'s `data=`, as an `AbstractData`).
+        - `where`: how the stage is named in error messages.
+
+        **Returns:**
+
+        An `EnKF` with `epochs` set (unchanged if `alpha` or `epochs` was given).
+        """
+        if self.alpha_value is not None:
+            return self
+        visits = _visits_per_datum(steps, data)
+        if self.epochs is None:
+            if visits is None:
+                raise ValueError(
+                    f"sciml.fit: sciml.ensemble.EnKF() cannot tell how many times a "
+                    f"{type(data).__name__} data source shows each datum over {where} "
+                    f"({steps}), so it cannot inflate the observation noise to count each "
+                    "datum once. Pass EnKF(epochs=E) (each datum assimilated E times) or "
+                    "EnKF(alpha=...)."
+                )
+            return EnKF(epochs=visits, anomaly_inflation=self.anomaly_inflation)
+        if visits is not None and visits != self.epochs:
+            raise ValueError(
+                f"sciml.fit: EnKF(epochs={self.epochs}), but {where} ({steps}) over this "
+                f"data assimilate each datum {visits} times, so the spread would be "
+                f"{'too small' if visits > self.epochs else 'too large'}. Use "
+                f"EnKF(epochs={visits}), leave `epochs` out to have it inferred, or "
+                "change `steps`."
+            )
+        return self
+
+    def check_steps(self, steps, where):
+        if self.alpha_value is None and self.epochs is None:
+            raise ValueError(
+                f"sciml.fit: sciml.ensemble.EnKF() was not told how many times {where} "
+                f"({steps}) assimilate each datum (this sciml.fit does not pass its data "
+                "to `EnKF.for_stage`). Pass EnKF(epochs=E), E the number of passes over the "
+                "data, so the observation noise is inflated E-fold and the spread counts "
+                "each datum once."
+            )
 
     def alpha(self, iteration):
         del iteration
-        return self.alpha_value
+        if self.alpha_value is not None:
+            return self.alpha_value
+        if self.epochs is None:
+            raise ValueError(
+                "sciml.ensemble.EnKF(): the number of times each datum is assimilated is "
+                "unknown outside sciml.fit; pass EnKF(epochs=E) or EnKF(alpha=...)."
+            )
+        return float(self.epochs)
 
     def prepare(self, flat, iteration):
         del iteration
@@ -198,6 +294,19 @@ class EnKF(AbstractEnsembleMethod):
             return flat
         mean = jnp.mean(flat, axis=0, keepdims=True)
         return mean + self.anomaly_inflation * (flat - mean)
+
+
+def _visits_per_datum(steps, data):
+    """How often `steps` steps over the source `data` assimilate each datum (None:
+    unknown). A `Minibatches` epoch drops the remainder of its shuffle, so with a
+    remainder some data are seen once less: their spread is then slightly wider."""
+    if isinstance(data, Minibatches):
+        return -(-int(steps) // data.steps_per_epoch)
+    if isinstance(data, FixedData | NoData):
+        return int(steps)
+    if isinstance(data, Resampler):
+        return 1
+    return None
 
 
 # ----------------------------------------------------------------------------------

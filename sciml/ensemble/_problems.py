@@ -94,7 +94,8 @@ def compare(target: str, setup: RegressionSetup = RegressionSetup(), *, seed: in
     per_epoch = setup.n_data // setup.enkf_batch
     runs = {
         "ES-MDA": (ESMDA(4), setup.passes, (x, y)),
-        "EnKF": (EnKF(), setup.passes * per_epoch,
+        # Each datum is seen once per epoch: `epochs` inflates the noise to count it once.
+        "EnKF": (EnKF(epochs=setup.passes), setup.passes * per_epoch,
                  Minibatches((x, y), setup.enkf_batch)),
     }
     for name, (method, steps, data) in runs.items():
