@@ -141,6 +141,12 @@ def test_run_out_that_is_a_file(problems_dir, tmp_path, capsys):
         cli.main(["run", "tiny", "--problems", str(problems_dir), "--out", str(tmp_path / "f")])
     assert info.value.code == 2
     assert "is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # a folder under a file
+        cli.main(["run", "tiny", "--problems", str(problems_dir), "--out",
+                  str(tmp_path / "f" / "sub")])
+    assert info.value.code == 2
+    assert "cannot write results there (Not a directory)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "problems"]
 
 
 def test_run_out_that_cannot_be_written_is_refused_before_work(problems_dir, capsys):
