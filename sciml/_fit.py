@@ -1056,7 +1056,8 @@ def fit(
         ensemble = isinstance(tx, _EnsembleMethod)
         if ensemble:
             n_members = _ensemble_size(model)
-            tx.check_steps(n_steps, f"the steps of stage {s}")
+            # The method configured for this stage (EnKF infers its inflation from it).
+            tx = tx.for_stage(n_steps, source, f"the steps of stage {s}")
             if mesh is not None and n_members % ndev:
                 raise ValueError(
                     f"sciml.fit: `devices=` shards an ensemble's {n_members} members over "
