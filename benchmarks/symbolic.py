@@ -21,8 +21,13 @@ white noise) and on random sparse quadratics in 5 boxes (30 or 300 samples, clea
 white noise); errors of 0.1, 1 and 5 % of the target's RMS. Also the range of the
 condition numbers met in each placement.
 
+With `--networks SEED:STEPS,...`, trained hidden networks: the Lotka-Volterra hidden-term
+PINN of problems/hidden_lotka_volterra.py (30 points, 1 % noise) trained for STEPS
+Adam steps, then bare `discover(model.hidden, states)` on its trajectory beside
+`HiddenTermODE.identify`.
+
     python benchmarks/symbolic.py [--seed 0] [--repeats 5] [--selection]
-        [--identifiability] [--out table.md]
+        [--identifiability] [--networks 0:3000,1:12000] [--out table.md]
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from __future__ import annotations
 import argparse
 import collections
 import itertools
+import pathlib
 import re
 import statistics
+import sys
 import time
 import warnings
 
@@ -222,6 +229,36 @@ def identifiability_table(seed: int = 0) -> str:
     return "\n".join(rows)
 
 
+def networks_table(cells) -> str:
+    """Bare `discover` and `identify` on trained Lotka-Volterra hidden networks."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "problems"))
+    import hidden_lotka_volterra as lv
+
+    rows = [
+        "| seed | Adam steps | hidden net rel. L2 | bare discover | condition number "
+        "| warned | identify |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed, steps in cells:
+        with warnings.catch_warnings():
+            # identify runs discover on the same samples first.
+            warnings.simplefilter("ignore", ss.IllConditionedLibraryWarning)
+            out = lv.recover(points=30, noise=0.01, steps=steps, seed=seed, progress=False)
+        with jax.enable_x64(True):
+            _, states = out["problem"].states(out["model"])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ss.IllConditionedLibraryWarning)
+                d = ss.discover(out["model"].hidden, states, names=("x", "y"),
+                                library=ss.polynomials(2))
+        found = "; ".join(sympy.sstr(e.evalf(3)) for e in d.expression)
+        identified = "; ".join(" + ".join(s) for s in out["metrics"]["support"])
+        rows.append(
+            f"| {seed} | {steps} | {out['metrics']['hidden_rel_l2']:.3f} | `{found}` | "
+            f"{d.condition_number:.3g} | {'yes' if caught else 'no'} | {identified} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -230,6 +267,8 @@ def main(argv=None) -> int:
     parser.add_argument("--selection", action="store_true", help="also the selection table")
     parser.add_argument("--identifiability", action="store_true",
                         help="also the identifiability-warning table")
+    parser.add_argument("--networks", default=None,
+                        help="SEED:STEPS,... trained Lotka-Volterra hidden networks")
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
     if args.samples < 10 or args.repeats < 1:
@@ -293,6 +332,21 @@ def main(argv=None) -> int:
         )
         print(ident)
         table = table + "\n\n" + ident
+    if args.networks:
+        try:
+            cells = [tuple(int(v) for v in c.split(":")) for c in args.networks.split(",")]
+        except ValueError:
+            parser.error(f"--networks {args.networks!r}: write SEED:STEPS,... e.g. 0:3000")
+        if any(len(c) != 2 or c[1] < 1 for c in cells):
+            parser.error(f"--networks {args.networks!r}: write SEED:STEPS with STEPS >= 1")
+        start = time.perf_counter()
+        nets = networks_table(cells)
+        print(
+            "\nTrained Lotka-Volterra hidden networks: bare discover against identify "
+            f"({time.perf_counter() - start:.0f} s)\n"
+        )
+        print(nets)
+        table = table + "\n\n" + nets
     if args.out:
         with open(args.out, "w") as f:
             f.write(table + "\n")
