@@ -145,3 +145,84 @@ def test_empty_mechanism(tmp_path):
     p.write_text("")
     with pytest.raises(ValueError, match="empty.txt"):
         Mechanism.from_file(p)
+
+
+def test_coefficients_are_bounded():
+    # A reactant's coefficient is its mass-action order: 100 is read, 101 and the issue's
+    # 1000000 (which hung the CLI) and 99999999999999999999 (a raw OverflowError) are not.
+    m = Mechanism.from_text("100 A -> B ; k\n")
+    assert m.orders[m.index("A"), 0] == 100
+    assert m.reactant_table().shape == (1, 100)
+    for text in ("101 A -> B", "1000000 A -> B ; k", "99999999999999999999 A -> B"):
+        with pytest.raises(MechanismError, match="is above 100") as info:
+            Mechanism.from_text(text)
+        assert info.value.line == 1
+    with pytest.raises(MechanismError, match="'B .summed over the side.' is above 100"):
+        Mechanism.from_text("A -> 50 B + 51 B")
+
+
+def _molecule(c):
+    return "M" + "".join(f"{e}{n}" for e, n in zip("CHO", c))
+
+
+def _balanced_mechanism(n_steps, seed):
+    """Random steps between molecules C_c H_h O_o, gas and adsorbed, each conserving every
+    element and the sites (association in the gas, adsorption, surface association);
+    returns the text and each species' (C, H, O) count."""
+    rng = np.random.default_rng(seed)
+    lines, atoms = [], {"*": (0, 0, 0)}
+    while len(lines) < n_steps:
+        x, y = (tuple(int(v) for v in rng.integers(0, 4, 3)) for _ in range(2))
+        if not any(x) or not any(y):
+            continue
+        z = tuple(a + b for a, b in zip(x, y))
+        kind = int(rng.integers(3))
+        if kind == 0:
+            lines.append(f"{_molecule(x)} + {_molecule(y)} <=> {_molecule(z)}")
+        elif kind == 1:
+            lines.append(f"{_molecule(x)} + * <=> {_molecule(x)}*")
+        else:
+            lines.append(f"{_molecule(x)}* + {_molecule(y)}* -> {_molecule(z)}* + *")
+        for c in (x, y, z):
+            atoms[_molecule(c)] = atoms[_molecule(c) + "*"] = c
+    return "\n".join(lines), atoms
+
+
+def _in_span(basis, vector):
+    return np.linalg.matrix_rank(np.vstack([basis, vector])) == np.linalg.matrix_rank(basis)
+
+
+@pytest.mark.parametrize("n_steps", [40, 1000])
+def test_conservation_laws_of_a_random_mechanism(n_steps):
+    # Independent truth: l . S = 0 in exact integers; as many independent laws as the
+    # left null space's dimension (n_species - rank S); the element balances, known from
+    # the construction, and the site balance lie in their span.
+    text, atoms = _balanced_mechanism(n_steps, seed=n_steps)
+    m = Mechanism.from_text(text)
+    c = m.conservation
+    assert c.dtype == np.int64
+    # int64 holds the products exactly here: |entries| <= 1000 and <= 2000 terms.
+    assert np.abs(c).max() <= 1000
+    assert not np.any(c @ m.stoichiometry)
+    s = m.stoichiometry
+    rank_s = np.linalg.matrix_rank((s @ s.T).astype(np.float64))  # = rank S, smaller
+    assert np.linalg.matrix_rank(c.astype(np.float64)) == c.shape[0] == m.n_species - rank_s
+    np.testing.assert_array_equal(c[0], m.surface.astype(np.int64))
+    for e in range(3):
+        assert _in_span(c, [atoms[s][e] for s in m.species])
+
+
+def test_conservation_laws_match_sympy():
+    sympy = pytest.importorskip("sympy")
+    m = Mechanism.from_text(_balanced_mechanism(25, seed=3)[0])
+    reference = sympy.Matrix(m.stoichiometry.T.tolist()).nullspace()
+    both = sympy.Matrix.vstack(sympy.Matrix(m.conservation.tolist()), *[v.T for v in reference])
+    assert both.rank() == len(reference) == m.conservation.shape[0]
+
+
+def test_conservation_laws_of_independent_steps():
+    # The issue's growth case (sympy took 41 s at 160 steps): A_i -> B_i conserves
+    # exactly A_i + B_i for each i.
+    m = Mechanism.from_text("\n".join(f"A{i} -> B{i}" for i in range(1000)))
+    laws = {tuple(np.flatnonzero(law)): tuple(law[law != 0]) for law in m.conservation}
+    assert laws == {(m.index(f"A{i}"), m.index(f"B{i}")): (1, 1) for i in range(1000)}

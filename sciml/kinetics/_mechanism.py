@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import fractions
 import math
 import os
 import re
@@ -53,6 +52,9 @@ GROUPS = {
     "c": "between an adsorbate and an intermediate",
     "s": "between intermediates",
 }
+
+# The largest stoichiometric coefficient (see `_parse_side` for why).
+MAX_COEFFICIENT = 100
 
 _NAME = r"[A-Za-z][A-Za-z0-9_]*"
 _TERM = re.compile(rf"^(?:(\d+)\s*)?({_NAME}\*?|\*)$")
@@ -95,6 +97,19 @@ class Step:
         return f"{side(self.reactants)} {arrow} {side(self.products)} ; {', '.join(self.constants)}"
 
 
+def _too_large(digits: str, token: str, lineno: int, source) -> None:
+    shown = digits if len(digits) <= 24 else f"{digits[:12]}... ({len(digits)} digits)"
+    raise MechanismError(
+        f"coefficient {shown} of {token[:40]!r} is above {MAX_COEFFICIENT}. A reactant's "
+        "coefficient is its mass-action order (the rate holds x**n, one multiplication per "
+        "unit), and an elementary step involves one to three molecules; x**100 already "
+        "spans 1e-100 to 1e100 for x from 0.1 to 10 (0 and inf in float32). Write the step "
+        f"with coefficients up to {MAX_COEFFICIENT}, or as the elementary steps it lumps.",
+        line=lineno,
+        source=source,
+    )
+
+
 def _parse_side(text: str, lineno: int, source) -> tuple[tuple[str, int], ...]:
     text = text.strip()
     if not text:
@@ -111,7 +126,11 @@ def _parse_side(text: str, lineno: int, source) -> tuple[tuple[str, int], ...]:
                 line=lineno,
                 source=source,
             )
-        coeff = int(m.group(1)) if m.group(1) else 1
+        digits = (m.group(1) or "1").lstrip("0") or "0"
+        # Compared as text first: int() of a 5000-digit string is refused by Python itself.
+        if len(digits) > len(str(MAX_COEFFICIENT)) or int(digits) > MAX_COEFFICIENT:
+            _too_large(digits, token, lineno, source)
+        coeff = int(digits)
         if coeff <= 0:
             raise MechanismError(
                 f"coefficient {coeff} in {token!r} must be a positive integer.",
@@ -123,6 +142,8 @@ def _parse_side(text: str, lineno: int, source) -> tuple[tuple[str, int], ...]:
             order.append(name)
             terms[name] = 0
         terms[name] += coeff
+        if terms[name] > MAX_COEFFICIENT:
+            _too_large(str(terms[name]), f"{name} (summed over the side)", lineno, source)
     return tuple((n, terms[n]) for n in order)
 
 
@@ -189,11 +210,10 @@ def _parse_line(raw: str, lineno: int, step_number: int, source) -> Step | None:
 
 
 def _classify(steps: tuple[Step, ...]) -> tuple[tuple[str, ...], tuple[SpeciesKind, ...]]:
-    seen: list[str] = []
+    seen: dict[str, None] = {}  # insertion-ordered set: first appearance
     for st in steps:
         for name, _ in st.reactants + st.products:
-            if name not in seen:
-                seen.append(name)
+            seen.setdefault(name)
     gas = [n for n in seen if not n.endswith("*")]
     gas_set = set(gas)
     ads = [n for n in seen if n.endswith("*") and n != "*" and n[:-1] in gas_set]
@@ -209,36 +229,108 @@ def _classify(steps: tuple[Step, ...]) -> tuple[tuple[str, ...], tuple[SpeciesKi
     return tuple(names), tuple(kinds)
 
 
-def _integer_left_null_space(m: np.ndarray, prefer: list[np.ndarray]) -> np.ndarray:
-    """Integer basis of {c : c^T M = 0}, starting with the `prefer` vectors in it."""
-    import sympy
+def _eliminate(row: dict, pivot: dict, col: int) -> dict:
+    """`row` with column `col` cancelled by `pivot` (which holds `col`), in integers,
+    divided by the gcd of its entries so that they stay small."""
+    g = math.gcd(row[col], pivot[col])
+    fr, fp = pivot[col] // g, row[col] // g
+    out = {c: fr * v for c, v in row.items()}
+    for c, v in pivot.items():
+        w = out.get(c, 0) - fp * v
+        if w:
+            out[c] = w
+        else:
+            out.pop(c, None)
+    g = math.gcd(*out.values()) if out else 1
+    return {c: v // g for c, v in out.items()} if g > 1 else out
 
+
+class _Echelon:
+    """Reduced row echelon form over the integers (Python ints, exact), built one sparse
+    row at a time.
+
+    A pivot row holds its pivot column and non-pivot columns only, so reducing a new row
+    is one pass over its entries. The new pivot is the column of the reduced row held by
+    the fewest pivot rows: a species seen for the first time costs no update at all, so
+    sparse stoichiometry stays sparse (1000 steps in a fraction of a second; sympy's
+    rational nullspace with a rank test per law took 90 s for 160 independent steps,
+    benchmarks/kinetics_conservation.py)."""
+
+    def __init__(self):
+        self.rows: dict[int, dict] = {}  # pivot column -> row {column: coefficient}
+        self.holders: dict[int, set] = {}  # non-pivot column -> pivots whose rows hold it
+
+    def _set(self, p: int, row: dict) -> None:
+        old = self.rows.get(p, {})
+        for c in old.keys() - row.keys():
+            self.holders[c].discard(p)
+        for c in row.keys() - old.keys() - {p}:
+            self.holders.setdefault(c, set()).add(p)
+        self.rows[p] = row
+
+    def add(self, row: dict) -> None:
+        for c in [c for c in row if c in self.rows]:
+            row = _eliminate(row, self.rows[c], c)
+        if not row:
+            return
+        p = min(row, key=lambda c: (len(self.holders.get(c, ())), c))
+        for q in list(self.holders.get(p, ())):
+            self._set(q, _eliminate(self.rows[q], row, p))
+        self.holders.pop(p, None)
+        self._set(p, row)
+
+
+def _primitive(law: dict) -> dict:
+    """The integer vector divided by its gcd, first nonzero entry positive."""
+    g = math.gcd(*law.values())
+    if law[min(law)] < 0:
+        g = -g
+    return {c: v // g for c, v in law.items()}
+
+
+def _integer_left_null_space(m: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
+    """Integer basis of {c : c^T M = 0}, exact, with `first` (if in it) as its first row.
+
+    Row-reduces M^T over the integers (`_Echelon`); each non-pivot species f gives the law
+    with f's coefficient set and the pivot species solved for, so the laws are independent
+    by construction and span the whole left null space."""
     n = m.shape[0]
-    if m.shape[1] == 0:
-        return np.eye(n, dtype=np.int64)
-    basis = [list(v) for v in sympy.Matrix(m.T.tolist()).nullspace()]
-    rows: list[list] = []
-
-    def rank(vs):
-        return sympy.Matrix(vs).rank() if vs else 0
-
-    for v in prefer:
-        if np.any(v) and not np.any(v @ m) and rank(rows + [list(v)]) > len(rows):
-            rows.append([sympy.Rational(int(x)) for x in v])
-    for v in basis:
-        cand = [sympy.Rational(x) for x in v]
-        if rank(rows + [cand]) > len(rows):
-            rows.append(cand)
-    out = np.zeros((len(rows), n), dtype=np.int64)
-    for i, row in enumerate(rows):
-        fr = [fractions.Fraction(int(x.p), int(x.q)) for x in row]
-        den = math.lcm(*[f.denominator for f in fr])
-        ints = [int(f * den) for f in fr]
-        g = math.gcd(*ints) or 1
-        ints = [x // g for x in ints]
-        if next(x for x in ints if x != 0) < 0:
-            ints = [-x for x in ints]
-        out[i] = ints
+    ech = _Echelon()
+    seen = set()
+    for j in range(m.shape[1]):
+        col = {int(i): int(m[i, j]) for i in np.flatnonzero(m[:, j])}
+        key = tuple(col.items())
+        if key in seen:  # a reversible step's backward column adds nothing
+            continue
+        seen.add(key)
+        seen.add(tuple((i, -v) for i, v in key))
+        ech.add(col)
+    laws = {}
+    for f in (c for c in range(n) if c not in ech.rows):
+        holders = ech.holders.get(f, ())
+        d = math.lcm(*(ech.rows[p][p] for p in holders)) if holders else 1
+        law = {f: d}
+        for p in holders:
+            law[p] = -ech.rows[p][f] * (d // ech.rows[p][p])
+        laws[f] = _primitive(law)
+    ordered = list(laws.values())
+    if first is not None and np.any(first) and not np.any(first @ m):
+        # The laws' free coordinates are multiples of unit vectors, so `first` replaces
+        # any law whose free species it holds and the rows still form a basis.
+        f = next(f for f in laws if first[f])
+        ordered = [_primitive({i: int(v) for i, v in enumerate(first) if v})] + [
+            law for g, law in laws.items() if g != f
+        ]
+    big = max((abs(v) for law in ordered for v in law.values()), default=0)
+    if big >= 2**62:
+        raise MechanismError(
+            f"a conservation law has a coefficient of {len(str(big))} digits, beyond a 64-bit "
+            "integer; check the stoichiometric coefficients."
+        )
+    out = np.zeros((len(ordered), n), dtype=np.int64)
+    for i, law in enumerate(ordered):
+        for c, v in law.items():
+            out[i, c] = v
     return out
 
 
@@ -341,10 +433,19 @@ class Mechanism:
         """Reads a mechanism text file (see `from_text`); errors name the file and line."""
         path = os.fspath(path)
         try:
-            with open(path, encoding="utf-8-sig") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                raw = f.read()
         except OSError as e:
-            raise ValueError(f"Mechanism.from_file: cannot read {path!r}: {e}") from e
+            raise MechanismError(f"cannot read the file: {e.strerror or e}.", source=path) from e
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise MechanismError(
+                f"byte {e.start} ({raw[e.start : e.start + 1]!r}) is not UTF-8 text; save the "
+                "file as UTF-8 (plain ASCII names and arrows suffice).",
+                line=raw.count(b"\n", 0, e.start) + 1,
+                source=path,
+            ) from None
         return cls.from_text(text, source=path)
 
     @classmethod
@@ -373,11 +474,8 @@ class Mechanism:
                 names.append(st.constants[1])
                 groups.append(group)
         m = np.stack(columns, axis=1)
-        prefer = []
         surface = np.array([k.is_surface for k in kinds], np.int64)
-        if surface.any():
-            prefer.append(surface)
-        conservation = _integer_left_null_space(m, prefer)
+        conservation = _integer_left_null_space(m, surface if surface.any() else None)
         return cls(
             species=species,
             kinds=kinds,
@@ -435,16 +533,11 @@ class Mechanism:
     def reactant_table(self) -> np.ndarray:
         """`(n_reactions, max_order)` species indices, repeated by order, padded with
         `n_species` (an index that points at a constant 1)."""
-        rows = []
-        for j in range(self.n_reactions):
-            idx = []
-            for s in range(self.n_species):
-                idx += [s] * int(self.orders[s, j])
-            rows.append(idx)
-        width = max(1, max(len(r) for r in rows))
+        width = max(1, int(self.orders.sum(axis=0).max()))
         out = np.full((self.n_reactions, width), self.n_species, np.int64)
-        for j, r in enumerate(rows):
-            out[j, : len(r)] = r
+        for j in range(self.n_reactions):
+            idx = np.repeat(np.arange(self.n_species), self.orders[:, j])
+            out[j, : len(idx)] = idx
         return out
 
     def __repr__(self) -> str:
