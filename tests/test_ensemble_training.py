@@ -125,22 +125,32 @@ def test_default_enkf_samples_the_exact_posterior(steps, batch, getkey):
 
 
 def test_enkf_inflation_from_the_data_source(getkey):
-    from sciml._data import FixedData, NoData, Resampler
-
     method = ens.EnKF(anomaly_inflation=1.01)
     data = (jnp.zeros((10, 2)), jnp.zeros(10))
     batches = sciml.Minibatches(data, 3)  # 3 steps per epoch, one example dropped
     assert method.for_stage(9, batches, "s").epochs == 3
     assert method.for_stage(10, batches, "s").epochs == 4  # a started epoch counts
-    assert method.for_stage(7, FixedData(data), "s").epochs == 7
-    assert method.for_stage(7, NoData(), "s").epochs == 7
-    assert method.for_stage(7, Resampler(lambda k: data), "s").epochs == 1
     assert method.for_stage(9, batches, "s").anomaly_inflation == 1.01
     # An explicit inflation is kept; explicit epochs must match the data.
     assert ens.EnKF(1.0).for_stage(9, batches, "s").alpha(0) == 1.0
     assert ens.EnKF(epochs=3).for_stage(9, batches, "s").alpha(0) == 3.0
     with pytest.raises(ValueError, match=r"EnKF\(epochs=2\).*3 times.*too small"):
         ens.EnKF(epochs=2).for_stage(9, batches, "s")
+    # Through fit, the other forms of `data=`: fixed arrays and data=None show every
+    # datum at every step, a resampler fresh data each step; a wrong `epochs` says how
+    # many times fit counted.
+    members, residual, lin, _, _ = _linear_fit_setup(getkey, 8)
+
+    def fixed(m, batch, *, key):
+        return residual(m, lin, key=key)
+
+    for source, loss, visits in ((lin, residual, 7), (None, fixed, 7),
+                                 (lambda k: lin, residual, 1)):
+        with pytest.raises(ValueError, match=f"each datum {visits} times"):
+            sciml.fit(members, loss, ens.EnKF(epochs=5), steps=7, key=getkey(), data=source,
+                      progress=False)
+        sciml.fit(members, loss, ens.EnKF(epochs=visits), steps=7, key=getkey(),
+                  data=source, progress=False)
 
 
 def test_enkf_refusals(getkey):
