@@ -81,11 +81,13 @@ from ._magnet import (
     kronmuller_family as kronmuller_family,
     nucleation_field as nucleation_field,
 )
+from ._plots import grid_values as grid_values, plot_fields as plot_fields
 from ._problems import (
     Constraint as Constraint,
     PDELoss as PDELoss,
     burgers_residual as burgers_residual,
 )
+from ._recipes import adam_then_lbfgs as adam_then_lbfgs, stage_summary as stage_summary
 from ._samplers import (
     AbstractQuadrature as AbstractQuadrature,
     AbstractSampler as AbstractSampler,
