@@ -39,7 +39,7 @@ def residual(model, x):
 
 def make_loss(points, boundary_points):
     # As DeepXDE: u and v on the whole boundary, p on the outflow x = 1.
-    outflow = DOMAIN.boundary(where=lambda x: x[0] > 1 - 1e-9)
+    outflow = DOMAIN.boundary(where=lambda x: x[0] > 1 - 1e-6)
     constraints = {
         "u": P.DirichletBC(DOMAIN, lambda x: exact(x)[0], boundary_points, component=0),
         "v": P.DirichletBC(DOMAIN, lambda x: exact(x)[1], boundary_points, component=1),

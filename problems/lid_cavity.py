@@ -38,8 +38,8 @@ def residual(model, x):
 
 
 def make_loss(points, boundary_points):
-    lid = DOMAIN.boundary(where=lambda x: x[1] > 1 - 1e-9)
-    walls = DOMAIN.boundary(where=lambda x: x[1] < 1 - 1e-9)
+    lid = DOMAIN.boundary(where=lambda x: x[1] > 1 - 1e-6)
+    walls = DOMAIN.boundary(where=lambda x: x[1] < 1 - 1e-6)
     # The lid's velocity jumps at the two top corners; a lid profile that falls to
     # zero within 2 % of the side from each corner keeps the data continuous (the
     # centre-line tables are barely affected).
