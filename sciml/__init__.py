@@ -5,17 +5,20 @@ Every model is an equinox pytree; `sciml.fit` trains all of them.
 
 import importlib as _importlib
 
-from . import nn as nn
-from ._data import AbstractData as AbstractData, Minibatches as Minibatches
-from ._fit import (
+from . import nn as nn, train as train
+from .train import (
+    AbstractData as AbstractData,
+    AbstractUpdate as AbstractUpdate,
     DivergenceError as DivergenceError,
     FitInfo as FitInfo,
     FitResult as FitResult,
+    Minibatches as Minibatches,
     Stage as Stage,
     fit as fit,
+    load as load,
     param_labels as param_labels,
+    save as save,
 )
-from ._serialise import load as load, save as save
 
 
 __version__ = "0.1.0"

@@ -310,7 +310,7 @@ def _run_problem(entry, options, run):
         run = _load_run(entry)
     import jax
 
-    from ._fit import counting_steps
+    from .train import counting_steps
 
     # A problem may switch float64 on for itself; the next one starts from the setting
     # the runner had.

@@ -22,3 +22,35 @@ def getkey():
         return sub
 
     return _getkey
+
+
+# XLA compilations counted through JAX's own monitoring events (a public hook), so tests
+# of program reuse read no private cache.
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiles = [0]
+
+
+def _on_event(name, *args, **kwargs):
+    if name == _COMPILE_EVENT:
+        _compiles[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+class CompileCounter:
+    """`with count_compiles() as c: ...` then `c.count`: XLA compilations in the block."""
+
+    def __enter__(self):
+        self._start = _compiles[0]
+        self.count = None
+        return self
+
+    def __exit__(self, *exc):
+        self.count = _compiles[0] - self._start
+        return False
+
+
+@pytest.fixture
+def count_compiles():
+    return CompileCounter

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._data import AbstractData, Minibatches
+from ..train import AbstractData, Minibatches
 from ._layouts import Triple, TripleCartesianProd
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._data import FixedData, Minibatches, NoData, Resampler
+from ..train import AbstractUpdate, FixedData, Minibatches, NoData, Resampler
 from ._esmda import _kalman_update
 
 
@@ -39,12 +39,21 @@ class EnsembleState(NamedTuple):
     iteration: jax.Array
 
 
-class AbstractEnsembleMethod(eqx.Module):
+class AbstractEnsembleMethod(AbstractUpdate):
     """A gradient-free update of an ensemble from its members' whitened residuals.
 
+    An update of `sciml.fit` (residual convention): the model is an ensemble, the loss
+    returns one member's whitened residual vector, and every step evaluates it for all
+    members (vmapped, no gradients) and moves them by the Kalman analysis (`update`).
     Subclasses give the observation-noise inflation of update `iteration` and may
     transform the members before it (`prepare`).
     """
+
+    residual: ClassVar[bool] = True
+    terms: ClassVar[tuple[str, ...]] = ENSEMBLE_TERMS
+    member_axis: ClassVar[bool] = True
+    # The analysis draws fresh perturbations every step.
+    needs_key: ClassVar[bool] = True
 
     @abc.abstractmethod
     def alpha(self, iteration: jax.Array) -> jax.Array:
@@ -61,6 +70,48 @@ class AbstractEnsembleMethod(eqx.Module):
         """
         self.check_steps(steps, where)
         return self
+
+    def model_seen_by_loss(self, model: PyTree) -> PyTree:
+        """Member 0: the loss is written for one member."""
+        size(model)
+        return member(model, 0)
+
+    def step(self, objective, params, state, key):
+        """Forecasts every member (the same batch and loss key for all), records the
+        misfit of those with a finite forecast, and moves the members by `update`."""
+        res, aux = jax.vmap(objective.fn)(params, objective.frozen)
+        res = res.reshape(res.shape[0], -1)
+        ok = jnp.all(jnp.isfinite(res), axis=1)
+        n_ok = jnp.sum(ok)
+
+        def ok_mean(x):  # mean over members with a finite forecast (NaN if none)
+            x = x.reshape(x.shape[0], -1).mean(axis=1) if x.ndim > 1 else x
+            return jnp.sum(jnp.where(ok, x, 0.0)) / n_ok
+
+        # An update needs two finite forecasts; with fewer the step is non-finite, and
+        # the divergence message says why (`divergence_hint`).
+        value = jnp.where(n_ok >= 2, ok_mean(jnp.mean(res**2, axis=1)), jnp.nan)
+        mean_res = jnp.sum(jnp.where(ok[:, None], res, 0.0), axis=0) / n_ok
+        flat = jax.vmap(lambda p: ravel_pytree(p)[0])(params)
+        terms = {k: ok_mean(v) for k, v in aux.items()}
+        terms.update(
+            ensemble_failed=jnp.sum(~ok).astype(value.dtype),
+            ensemble_mean_misfit=jnp.mean(mean_res**2),
+            ensemble_spread=jnp.mean(jnp.std(flat, axis=0, ddof=1)).astype(value.dtype),
+        )
+        new_params, new_state = self.update(
+            params, res, state, key=jax.random.fold_in(key, 0x5EED)
+        )
+        return value, terms, new_params, new_state
+
+    def divergence_hint(self, terms):
+        if "ensemble_failed" not in terms:
+            return ""
+        return (
+            f"{terms['ensemble_failed']:.0f} members had a non-finite forecast; an "
+            "ensemble update needs at least two finite ones. Draw the members where the "
+            "loss can be evaluated (or narrow their spread)."
+        )
 
     def prepare(self, flat: jax.Array, iteration: jax.Array) -> jax.Array:
         """Members (N, p) before the analysis; identity by default."""

@@ -20,8 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._data import Minibatches
-from .._fit import fit
+from ..train import Minibatches, fit
 from ._methods import ESMDA, EnKF, predict, sample
 
 

@@ -29,7 +29,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from .. import nn as _nn
-from .._fit import Stage, fit
+from ..train import Stage, fit
 from ._data import covariance_to_std_corr, gauss_newton_covariance
 from ._estimators import (
     AbstractEstimator,

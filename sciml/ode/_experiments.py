@@ -19,8 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._data import Minibatches
-from .._fit import fit
+from ..train import Minibatches, fit
 from ._constrained import KeepFewestSteps, fewest_steps
 from ._models import NeuralODE, NeuralSDE
 from ._regularisers import (

@@ -399,7 +399,7 @@ def eigen_stages(
     """
     import optax
 
-    from .._fit import Stage
+    from ..train import Stage
 
     where = "sciml.pinn.eigen_stages"
     for name, value, least in (("adam_steps", adam_steps, 1), ("lbfgs_steps", lbfgs_steps, 0)):

@@ -621,7 +621,7 @@ class HiddenTermPDE(eqx.Module):
         """
         import optax
 
-        from .._fit import Stage
+        from ..train import Stage
 
         schedule = optax.exponential_decay(learning_rate, max(int(steps) // 6, 1), 0.5,
                                            end_value=learning_rate / 300)
@@ -767,7 +767,7 @@ class HiddenTermPDE(eqx.Module):
         """
         import optax
 
-        from .._fit import DivergenceError, fit
+        from ..train import DivergenceError, fit
 
         try:
             return fit(closed, self.closed_form_loss, optax.lbfgs(), steps=steps, key=key,

@@ -283,6 +283,30 @@ def read_state(directory, like):
         ) from None
 
 
+def check_resumable(path, meta, now):
+    """Refuses a checkpoint written by a run other than this call would make."""
+    fresh = f"or {_FRESH}"
+    if meta["boundaries"] != now["boundaries"]:
+        raise ValueError(
+            f"sciml.fit: checkpoint {path!r} was written for stages ending at steps "
+            f"{meta['boundaries']}, but this call has {now['boundaries']}. Resume with the "
+            f"same stages and steps, {fresh}."
+        )
+    if meta["key"] != now["key"]:
+        raise ValueError(
+            f"sciml.fit: checkpoint {path!r} was written with a different `key`; resuming "
+            f"needs the same key to reproduce the same batches. Pass that key, {fresh}."
+        )
+    if meta["version"] < 2:  # written before fingerprints
+        return
+    what = differences(meta["fingerprint"], now["fingerprint"])
+    if what is not None:
+        raise ValueError(
+            f"sciml.fit: cannot resume checkpoint {path!r}: {what}. Resume with the "
+            f"arguments it was written with, {fresh}."
+        )
+
+
 # ----------------------------------------------------------------------------------
 # Fingerprints
 
