@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -470,8 +471,13 @@ class HiddenTermODE(eqx.Module):
         if backend is None:
             backend = symbolic.STLSQ(criterion=symbolic.KFold(5, contiguous=True))
         _, states = self.states(model, points)
-        discovery = symbolic.discover(model.hidden, states, names=names, library=library,
-                                      backend=backend)
+        # The sparse regression only proposes the path of supports here; the closed-loop
+        # re-fit against the data decides among them, so an ill-conditioned library on
+        # one trajectory is expected and handled, not a warning to the user.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", symbolic.IllConditionedLibraryWarning)
+            discovery = symbolic.discover(model.hidden, states, names=names, library=library,
+                                          backend=backend)
         if discovery.terms is None:
             # A free-form backend: no library, no path; re-fit its constants only.
             term = discovery.jax_fn
