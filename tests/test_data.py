@@ -1,5 +1,6 @@
 """sciml.data: GRF sampler, reference solvers and DeepXDE npz layouts, against independent truth."""
 
+import re
 import warnings
 
 import jax
@@ -229,21 +230,37 @@ def test_diffusion_reaction_dataset(getkey):
 # DeepXDE npz layouts
 
 
-def test_npz_round_trip_cartesian_object_X(tmp_path):
+def test_npz_round_trip_cartesian_plain_arrays(tmp_path):
     rng = np.random.default_rng(0)
     data = sd.TripleCartesianProd(rng.normal(size=(7, 10)), np.linspace(0, 1, 10)[:, None],
                                   rng.normal(size=(7, 10)))
     path = sd.save_npz(tmp_path / "train.npz", data)
-    raw = np.load(path, allow_pickle=True)
-    # Exactly DeepXDE's antiderivative_aligned layout.
-    assert sorted(raw.files) == ["X", "y"]
-    assert raw["X"].dtype == object and raw["X"].shape == (2,)
-    assert raw["X"][0].shape == (7, 10) and raw["X"][1].shape == (10, 1)
+    raw = np.load(path)  # plain arrays: numpy reads them without pickles
+    assert sorted(raw.files) == ["X_branch", "X_trunk", "y"]
+    assert raw["X_branch"].shape == (7, 10) and raw["X_trunk"].shape == (10, 1)
     assert raw["y"].shape == (7, 10) and raw["y"].dtype == np.float32
     back = sd.load_npz(path)
     assert isinstance(back, sd.TripleCartesianProd)
     np.testing.assert_allclose(back.branch, data.branch, rtol=1e-6)
     np.testing.assert_allclose(back.y, data.y, rtol=1e-6)
+
+
+def test_npz_object_array_only_when_asked(tmp_path):
+    rng = np.random.default_rng(0)
+    data = sd.TripleCartesianProd(rng.normal(size=(3, 4)), np.linspace(0, 1, 4)[:, None],
+                                  rng.normal(size=(3, 4)))
+    path = sd.save_npz(tmp_path / "a.npz", data, object_array=True)
+    raw = np.load(path, allow_pickle=True)
+    # Exactly DeepXDE's antiderivative_aligned layout.
+    assert sorted(raw.files) == ["X", "y"]
+    assert raw["X"].dtype == object and raw["X"].shape == (2,)
+    assert raw["X"][0].shape == (3, 4) and raw["X"][1].shape == (4, 1)
+    with pytest.raises(ValueError, match=r"key 'X' is an object array.*allow_pickle=True"):
+        sd.load_npz(path)
+    back = sd.load_npz(path, allow_pickle=True)
+    np.testing.assert_allclose(back.y, data.y, rtol=1e-6)
+    with pytest.raises(ValueError, match="object_array"):
+        sd.save_npz(tmp_path / "b.npz", data, object_array=True, suffix="train")
 
 
 def test_npz_round_trip_triple_split_keys(tmp_path):
@@ -265,7 +282,7 @@ def test_load_files_written_like_deepxde_users(tmp_path):
     X[0] = np.ones((4, 100), np.float32)
     X[1] = np.linspace(0, 1, 100, dtype=np.float32)[:, None]
     np.savez(tmp_path / "a.npz", X=X, y=np.zeros((4, 100), np.float32))
-    data = sd.load_npz(tmp_path / "a.npz")
+    data = sd.load_npz(tmp_path / "a.npz", allow_pickle=True)
     assert isinstance(data, sd.TripleCartesianProd) and data.y.shape == (4, 100)
     # The unaligned example's files: split keys with the train suffix.
     np.savez(tmp_path / "u.npz", X_train0=np.ones((9, 100)), X_train1=np.ones((9, 1)),
@@ -273,7 +290,7 @@ def test_load_files_written_like_deepxde_users(tmp_path):
     data = sd.load_npz(tmp_path / "u.npz")
     assert isinstance(data, sd.Triple) and len(data) == 9
     with pytest.raises(ValueError, match="allow_pickle"):
-        sd.load_npz(tmp_path / "a.npz", allow_pickle=False)
+        sd.load_npz(tmp_path / "a.npz")
     np.savez(tmp_path / "bad.npz", foo=np.ones(3))
     with pytest.raises(ValueError, match="X_train0"):
         sd.load_npz(tmp_path / "bad.npz")
@@ -282,7 +299,7 @@ def test_load_files_written_like_deepxde_users(tmp_path):
     # X written as a tuple of two equal-shape arrays (numpy stacks them), and a branch
     # of one sensor stored as (N,).
     np.savez(tmp_path / "eq.npz", X=(np.ones((4, 3)), 2 * np.ones((4, 3))), y=np.ones((4, 4)))
-    data = sd.load_npz(tmp_path / "eq.npz")
+    data = sd.load_npz(tmp_path / "eq.npz")  # numeric, no pickle
     assert data.branch.shape == (4, 3) and data.trunk.shape == (4, 3) and data.trunk[0, 0] == 2
     np.savez(tmp_path / "one.npz", X_a0=np.ones(5), X_a1=np.ones((5, 1)), y_a=np.ones((5, 1)))
     assert sd.load_npz(tmp_path / "one.npz").branch.shape == (5, 1)
@@ -322,6 +339,44 @@ def test_load_npz_never_unpickles_a_file_that_is_not_an_archive(tmp_path):
     (tmp_path / "data.csv").write_text("x,y\n1,2\n")
     with pytest.raises(ValueError, match="not an npz"):
         sd.load_npz(tmp_path / "data.csv")
+
+
+def test_load_npz_never_unpickles_an_object_array_by_default(tmp_path):
+    # A zip archive whose X entry, unpickled, would create a directory.
+    evil = _RunsCode()
+    evil.target = str(tmp_path / "ran")
+    x = np.empty(2, dtype=object)
+    x[0], x[1] = evil, np.ones((3, 1))
+    np.savez(tmp_path / "evil.npz", X=x, y=np.ones((2, 3)))
+    with pytest.raises(ValueError, match="key 'X' is an object array"):
+        sd.load_npz(tmp_path / "evil.npz")
+    assert not (tmp_path / "ran").exists()
+    # An object array under a plain or split key is refused the same way.
+    np.savez(tmp_path / "split.npz", X_train0=np.ones((2, 3)), X_train1=np.ones((3, 1)),
+             y_train=x)
+    with pytest.raises(ValueError, match="key 'y_train' is an object array"):
+        sd.load_npz(tmp_path / "split.npz")
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    "arrays, key, shape, what",
+    [
+        ({"X_branch": np.ones((0, 4)), "X_trunk": np.ones((4, 1)), "y": np.ones((0, 4))},
+         "X_branch", (0, 4), "input functions"),
+        ({"X_branch": np.ones((3, 0)), "X_trunk": np.ones((4, 1)), "y": np.ones((3, 4))},
+         "X_branch", (3, 0), "sensors"),
+        ({"X_branch": np.ones((3, 4)), "X_trunk": np.ones((0, 1)), "y": np.ones((3, 0))},
+         "X_trunk", (0, 1), "output points"),
+        ({"X_t0": np.ones((0, 4)), "X_t1": np.ones((0, 1)), "y_t": np.ones((0, 1))},
+         "X_t0", (0, 4), "input functions"),
+    ],
+)
+def test_load_npz_refuses_empty_data(tmp_path, arrays, key, shape, what):
+    np.savez(tmp_path / "e.npz", **arrays)
+    pattern = f"key '{key}' has shape {re.escape(str(shape))}: no {what}"
+    with pytest.raises(ValueError, match=pattern):
+        sd.load_npz(tmp_path / "e.npz")
 
 
 def test_layout_refuses_nan_and_non_numbers():

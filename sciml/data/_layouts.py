@@ -5,10 +5,15 @@
 - `TripleCartesianProd`: every function against one shared set of points:
   branch (N1, m), trunk (N2, d), y (N1, N2) (DeepXDE's `dde.data.TripleCartesianProd`).
 
-DeepXDE users keep these in `.npz` files written one of two ways, and both load here
-unchanged: key `X` holding an object array of two entries (branch, trunk) plus `y`
-(the `antiderivative_aligned` example), or split keys `X_train0`, `X_train1`,
-`y_train` (the `antiderivative_unaligned` example; any suffix such as `test`).
+Files (`load_npz`, `save_npz`), three ways of storing the arrays:
+
+- `X_branch`, `X_trunk`, `y`: plain arrays, read without unpickling; what `save_npz`
+  writes and the recommended layout;
+- split keys `X_<s>0`, `X_<s>1`, `y_<s>` (DeepXDE's `antiderivative_unaligned`
+  example; any suffix such as `train`), plain arrays too;
+- key `X` holding an object array (branch, trunk) plus `y` (DeepXDE's
+  `antiderivative_aligned` example). Reading an object array unpickles it, which runs
+  any code the file carries, so it loads only with `allow_pickle=True`.
 """
 
 from __future__ import annotations
@@ -157,12 +162,48 @@ def _split_suffixes(keys):
     return out
 
 
-def load_npz(path: str | os.PathLike, *, suffix: str | None = None, allow_pickle: bool = True):
-    """Reads a DeepXDE operator-data npz file.
+_PLAIN_KEYS = ("X_branch", "X_trunk", "y")
 
-    Both ways DeepXDE users write them load: key `X` holding an object array
-    `(branch, trunk)` plus `y`, or split keys `X_<s>0`, `X_<s>1`, `y_<s>` for a suffix
-    such as `train` or `test`. The layout follows from the shapes: `Triple` when
+
+def _refuse_empty(path, named):
+    """Refuses arrays without functions, sensors or points, naming the key and shape."""
+    for key, a, axes in named:
+        for axis, what in axes:
+            if a.ndim > axis and a.shape[axis] == 0:
+                raise ValueError(
+                    f"sciml.data.load_npz: {path!r}: key {key!r} has shape {a.shape}: no "
+                    f"{what}. Operator data needs at least one input function, one sensor "
+                    "and one output point; write the file again from non-empty data (e.g. "
+                    "sciml.data.save_npz(path, data))."
+                )
+
+
+def _read(archive, path, keys):
+    out = []
+    for key in keys:
+        try:
+            out.append(archive[key])
+        except ValueError as e:
+            if "allow_pickle" not in str(e):
+                raise
+            raise ValueError(
+                f"sciml.data.load_npz: {path!r}: key {key!r} is an object array (as in "
+                "DeepXDE's aligned example), and reading one unpickles it, which runs any "
+                "code the file carries. If you made or trust the file, pass "
+                "allow_pickle=True (`sciml operator train --allow-pickle`), then save it "
+                "again without pickles with sciml.data.save_npz(path, data) (keys "
+                "X_branch, X_trunk, y)."
+            ) from None
+    return out
+
+
+def load_npz(path: str | os.PathLike, *, suffix: str | None = None, allow_pickle: bool = False):
+    """Reads an operator-data npz file.
+
+    Keys `X_branch`, `X_trunk`, `y` (what `save_npz` writes), split keys `X_<s>0`,
+    `X_<s>1`, `y_<s>` for a suffix such as `train` or `test`, or, with
+    `allow_pickle=True` only, DeepXDE's key `X` holding an object array
+    `(branch, trunk)` plus `y`. The layout follows from the shapes: `Triple` when
     branch, trunk and y have one leading length N and y is `(N, 1)`, otherwise
     `TripleCartesianProd` (y `(N1, N2)`).
 
@@ -171,9 +212,9 @@ def load_npz(path: str | os.PathLike, *, suffix: str | None = None, allow_pickle
     - `path`: the file.
     - `suffix`: which split-key set to read when the file holds several (e.g.
       `"train"` and `"test"` in one file); not needed when it holds one.
-    - `allow_pickle`: an `X` object array can only be read by unpickling, which can
-      run code stored in the file; pass `False` for files you do not trust (then only
-      split-key files load). Files that are not zip archives are refused either way.
+    - `allow_pickle`: read object arrays (default False). Unpickling runs any code
+      stored in the file: pass True only for files you made or trust. Files that are
+      not zip archives are refused either way.
 
     **Returns:**
 
@@ -182,8 +223,11 @@ def load_npz(path: str | os.PathLike, *, suffix: str | None = None, allow_pickle
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"sciml.data.load_npz: no such file {path!r}.")
-    with open(path, "rb") as f:
-        magic = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ValueError(f"sciml.data.load_npz: cannot read {path!r}: {e.strerror or e}.") from None
     # np.load unpickles any file that does not start as a zip archive (arbitrary code);
     # zipfile.is_zipfile would also pass a pickle with a zip appended.
     if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -197,49 +241,61 @@ def load_npz(path: str | os.PathLike, *, suffix: str | None = None, allow_pickle
         raise ValueError(f"sciml.data.load_npz: cannot read {path!r} as an npz file: {e}") from e
     with archive:
         keys = set(archive.files)
-        if suffix is not None:
-            if suffix not in _split_suffixes(keys):
-                raise ValueError(
-                    f"sciml.data.load_npz: {path!r} has no keys X_{suffix}0, X_{suffix}1, "
-                    f"y_{suffix} for `suffix={suffix!r}`; its split-key sets are "
-                    f"{sorted(_split_suffixes(keys))} (keys {sorted(keys)})."
-                )
-            s = suffix
-            branch, trunk, y = archive[f"X_{s}0"], archive[f"X_{s}1"], archive[f"y_{s}"]
-        elif "X" in keys and "y" in keys:
-            try:
-                x = archive["X"]
-            except ValueError as e:  # object array without allow_pickle
-                raise ValueError(
-                    f"sciml.data.load_npz: {path!r} stores X as an object array, which needs "
-                    "allow_pickle=True; only pass it for files you trust."
-                ) from e
-            if x.dtype != object and x.ndim >= 2 and x.shape[0] == 2:
-                # numpy stacks a (branch, trunk) pair of equal shapes into one array.
-                x = np.array([x[0], x[1], None], dtype=object)[:2]
-            if x.dtype != object or x.shape != (2,):
-                raise ValueError(
-                    f"sciml.data.load_npz: {path!r}: key 'X' must be an object array of two "
-                    f"entries (branch, trunk); got dtype {x.dtype} shape {x.shape}."
-                )
-            branch, trunk, y = np.asarray(x[0]), np.asarray(x[1]), archive["y"]
-        else:
-            suffixes = _split_suffixes(keys)
-            if len(suffixes) > 1:
-                raise ValueError(
-                    f"sciml.data.load_npz: {path!r} holds several split-key sets "
-                    f"{sorted(suffixes)}; choose one with `suffix=`, e.g. "
-                    f"`load_npz(path, suffix={sorted(suffixes)[0]!r})`."
-                )
-            if len(suffixes) != 1:
-                raise ValueError(
-                    f"sciml.data.load_npz: {path!r} has keys {sorted(keys)}; expected 'X' "
-                    "(object array of branch and trunk) and 'y', or one set of 'X_<s>0', "
-                    "'X_<s>1', 'y_<s>' (e.g. X_train0, X_train1, y_train)."
-                )
-            (s,) = suffixes
-            branch, trunk, y = archive[f"X_{s}0"], archive[f"X_{s}1"], archive[f"y_{s}"]
+        try:
+            names, (branch, trunk, y) = _pick(archive, path, keys, suffix)
+        except (zipfile.BadZipFile, EOFError, OSError) as e:
+            raise ValueError(f"sciml.data.load_npz: cannot read {path!r}: {e}") from e
+    if len(names) == 1:  # branch and trunk both came from the object array X
+        names = (f"{names[0]}[0]", f"{names[0]}[1]", "y")
+    _refuse_empty(path, [
+        (names[0], np.asarray(branch), ((0, "input functions"), (1, "sensors"))),
+        (names[1], np.asarray(trunk), ((0, "output points"), (1, "output coordinates"))),
+        (names[2], np.asarray(y), ((0, "values"), (1, "values"))),
+    ])
     return make_layout(branch, trunk, y, where=f"sciml.data.load_npz({path!r})")
+
+
+def _pick(archive, path, keys, suffix):
+    """The key names and the (branch, trunk, y) arrays of the file's layout."""
+    if suffix is not None:
+        if suffix not in _split_suffixes(keys):
+            raise ValueError(
+                f"sciml.data.load_npz: {path!r} has no keys X_{suffix}0, X_{suffix}1, "
+                f"y_{suffix} for `suffix={suffix!r}`; its split-key sets are "
+                f"{sorted(_split_suffixes(keys))} (keys {sorted(keys)})."
+            )
+        names = (f"X_{suffix}0", f"X_{suffix}1", f"y_{suffix}")
+        return names, _read(archive, path, names)
+    if all(k in keys for k in _PLAIN_KEYS):
+        return _PLAIN_KEYS, _read(archive, path, _PLAIN_KEYS)
+    if "X" in keys and "y" in keys:
+        x, y = _read(archive, path, ("X", "y"))
+        if x.dtype != object and x.ndim >= 2 and x.shape[0] == 2:
+            # numpy stacks a (branch, trunk) pair of equal shapes into one array.
+            x = np.array([x[0], x[1], None], dtype=object)[:2]
+        if x.dtype != object or x.shape != (2,):
+            raise ValueError(
+                f"sciml.data.load_npz: {path!r}: key 'X' must be an object array of two "
+                f"entries (branch, trunk); got dtype {x.dtype} shape {x.shape}."
+            )
+        return ("X",), (np.asarray(x[0]), np.asarray(x[1]), y)
+    suffixes = _split_suffixes(keys)
+    if len(suffixes) > 1:
+        raise ValueError(
+            f"sciml.data.load_npz: {path!r} holds several split-key sets "
+            f"{sorted(suffixes)}; choose one with `suffix=`, e.g. "
+            f"`load_npz(path, suffix={sorted(suffixes)[0]!r})`."
+        )
+    if len(suffixes) != 1:
+        raise ValueError(
+            f"sciml.data.load_npz: {path!r} has keys {sorted(keys)}; expected 'X_branch', "
+            "'X_trunk' and 'y' (what sciml.data.save_npz writes), one set of 'X_<s>0', "
+            "'X_<s>1', 'y_<s>' (e.g. X_train0, X_train1, y_train), or DeepXDE's 'X' "
+            "(object array of branch and trunk) and 'y'."
+        )
+    (s,) = suffixes
+    names = (f"X_{s}0", f"X_{s}1", f"y_{s}")
+    return names, _read(archive, path, names)
 
 
 def make_layout(branch, trunk, y, *, where="sciml.data.make_layout"):
@@ -280,17 +336,21 @@ def save_npz(
     data: Triple | TripleCartesianProd,
     *,
     suffix: str | None = None,
+    object_array: bool = False,
     dtype=np.float32,
 ) -> str:
-    """Writes operator data the way DeepXDE's examples read it.
+    """Writes operator data to an npz file that `load_npz` reads back without pickles.
 
     **Arguments:**
 
     - `path`: the file (`.npz`).
     - `data`: a `Triple` or `TripleCartesianProd`.
-    - `suffix`: `None` writes `X` (object array of branch and trunk) and `y`, as in
-      DeepXDE's aligned example; a string such as `"train"` writes split keys
-      `X_train0`, `X_train1`, `y_train`, as in the unaligned example (no pickle).
+    - `suffix`: `None` (default) writes plain arrays `X_branch`, `X_trunk` and `y`; a
+      name such as `"train"` writes DeepXDE's split keys `X_train0`, `X_train1`,
+      `y_train` (its unaligned example).
+    - `object_array`: write DeepXDE's aligned layout instead, key `X` an object array
+      of branch and trunk plus `y`, for DeepXDE scripts that read `d["X"][0]`. Reading
+      it back needs `allow_pickle=True` (numpy's and `load_npz`'s).
     - `dtype`: the float type stored (default float32, as DeepXDE's files).
 
     **Returns:**
@@ -302,12 +362,19 @@ def save_npz(
             f"sciml.data.save_npz: `data` must be a Triple or TripleCartesianProd, got "
             f"{type(data).__name__}."
         )
+    if object_array and suffix is not None:
+        raise ValueError(
+            "sciml.data.save_npz: `object_array=True` writes keys X and y, with no suffix; "
+            f"got suffix={suffix!r}. Pass one of the two."
+        )
     path = os.fspath(path)
     branch, trunk, y = (np.asarray(a, dtype) for a in (data.branch, data.trunk, data.y))
-    if suffix is None:
+    if object_array:
         x = np.empty(2, dtype=object)
         x[0], x[1] = branch, trunk
         np.savez(path, X=x, y=y)
+    elif suffix is None:
+        np.savez(path, X_branch=branch, X_trunk=trunk, y=y)
     else:
         if not isinstance(suffix, str) or not suffix.isidentifier():
             raise ValueError(
