@@ -4,7 +4,7 @@ For each mechanism (g, da, dc, dcs), scenario (Q, SQ, SQ+n; g: Q, Q+n) and estim
 (direct ODE fit, ES-MDA, KINN surrogate): MAE of ln k per reaction group, correlation
 rho of fitted vs true ln k, the uncertainty check (fraction of constants within 2
 reported std) and wall time on this machine, next to the paper's figures and, for noisy
-cells, the Cramér-Rao floor (`sciml.kinetics.information_floor`: the mean |error| of an
+cells, the Cramér-Rao floor (`kx.information_floor`: the mean |error| of an
 efficient unbiased estimator under that noise).
 
     python benchmarks/kinetics.py [--mechanisms g da dc dcs] [--estimators direct esmda kinn]
@@ -24,8 +24,9 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
+import sciml.experiments.kinetics as kx  # noqa: E402
 import sciml.kinetics as kin  # noqa: E402
-from sciml.kinetics._problems import run_case  # noqa: E402
+from sciml.experiments.kinetics import run_case  # noqa: E402
 
 
 def main(argv=None):
@@ -109,7 +110,7 @@ def main(argv=None):
             # The mean |error| of an efficient unbiased estimator under this noise (0 on
             # noise-free data): how far below it a published figure can honestly be.
             floor = (
-                ", ".join(f"{g} {v:.3g}" for g, v in kin.information_floor(name, scen).items())
+                ", ".join(f"{g} {v:.3g}" for g, v in kx.information_floor(name, scen).items())
                 if scen.endswith("+n")
                 else "0"
             )

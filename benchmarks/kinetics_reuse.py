@@ -38,9 +38,9 @@ import optimistix as optx
 jax.config.update("jax_enable_x64", True)
 
 import sciml.ensemble as ens  # noqa: E402
+import sciml.experiments.kinetics as kx  # noqa: E402
 import sciml.kinetics as kin  # noqa: E402
-from sciml.kinetics._estimators import predict  # noqa: E402
-from sciml.kinetics._simulate import rhs  # noqa: E402
+from sciml.kinetics import predict, rhs  # noqa: E402
 
 
 def _closure_simulate(
@@ -143,7 +143,7 @@ def main(argv=None):
     if not args.no_kinn:
         # First, so that nothing it compiles is warm yet.
         _kinn_seeds()
-    mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
+    mech, obs, true = kx.synthetic_observations("g", "Q+n", key=jax.random.key(3))
     rng = np.random.default_rng(0)
     starts = [true + rng.uniform(-0.8, 0.8, true.shape) for _ in range(args.calls)]
     x0, ts = obs.x0[0], obs.t[0]
@@ -194,7 +194,7 @@ def main(argv=None):
 
 
 def _kinn_seeds():
-    mech, obs, true = kin.synthetic_observations("g", "Q")
+    mech, obs, true = kx.synthetic_observations("g", "Q")
     kinn = kin.KINN(
         width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, n_seeds=2, polish="never"
     )

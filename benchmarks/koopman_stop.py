@@ -19,7 +19,7 @@ Problems (errors against each problem's truth):
 - DeepONet: the antiderivative operator on GRF inputs (sciml.data.antiderivative,
   sciml.operators.DeepONet), full-batch Adam with a decaying learning rate; error =
   relative L2 on held-out test functions.
-- NODE: the cubic spiral (sciml.ode.spiral_data, CubicField, NeuralODE), Adam with a
+- NODE: the cubic spiral (node.spiral_data, CubicField, NeuralODE), Adam with a
   decaying learning rate; error = MSE against the spiral's trajectory.
 
 Each budget is one a user might set without watching: the decaying learning rate
@@ -61,6 +61,7 @@ import optax  # noqa: E402
 
 import sciml  # noqa: E402
 import sciml.data as sd  # noqa: E402
+import sciml.experiments.node as node  # noqa: E402
 import sciml.ode as sode  # noqa: E402
 import sciml.operators as sop  # noqa: E402
 from sciml.koopman import KoopmanMonitor, plot_spectrum  # noqa: E402
@@ -111,7 +112,7 @@ def deeponet_problem(key, quick):
 
 
 def node_problem(key, quick):
-    ts, ys = sode.spiral_data()
+    ts, ys = node.spiral_data()
     model = sode.NeuralODE(
         sode.CubicField(2, 50, key=key),
         stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6),

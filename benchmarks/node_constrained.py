@@ -44,6 +44,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 import sciml  # noqa: E402
+import sciml.experiments.node as node  # noqa: E402
 import sciml.ode as so  # noqa: E402
 
 
@@ -178,7 +179,7 @@ class MLPField(eqx.Module):
 
 SYSTEMS = {
     # name: (data, field from key, vanilla steps, vanilla lr, alm weight)
-    "spiral": (so.spiral_data, lambda key: so.CubicField(2, 50, key=key), 300, 0.05, 10.0),
+    "spiral": (node.spiral_data, lambda key: so.CubicField(2, 50, key=key), 300, 0.05, 10.0),
     "pendulum": (pendulum_data, lambda key: MLPField(2, 50, key=key), 500, 0.01, 1000.0),
 }
 
@@ -226,8 +227,8 @@ def main(argv=None) -> int:
     data = make_data()
     rows = []
     for seed in args.seeds:
-        v = so.train_spiral(
-            so.Method("vanilla", None),
+        v = node.train_spiral(
+            node.Method("vanilla", None),
             seed=seed,
             steps=start_steps,
             lr=start_lr,

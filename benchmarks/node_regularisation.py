@@ -32,8 +32,9 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 
+import sciml.experiments.node as node  # noqa: E402
 import sciml.ode as so  # noqa: E402
-from sciml.ode._experiments import SPIRAL_A  # noqa: E402
+from sciml.experiments.node import SPIRAL_A  # noqa: E402
 
 
 def _lock(path):
@@ -53,18 +54,18 @@ def _lock(path):
 
 
 def digits(seeds, epochs, lock, methods=None, on_row=None):
-    data = so.load_digits_split()
+    data = node.load_digits_split()
     # Warm-up: the first fit of a process pays one-time costs that would bias the
     # timing of whichever method runs first.
     with lock():
-        so.train_digits(so.Method("warm-up", None), steps=2, tol=1e-5, data=data)
-    methods = methods or so.paper_methods()
+        node.train_digits(node.Method("warm-up", None), steps=2, tol=1e-5, data=data)
+    methods = methods or node.paper_methods()
     # Vanilla and ERNODE (the criteria) for every seed first, then the rest.
     order = [(s, m) for s in seeds for m in methods[:2]]
     order += [(s, m) for s in seeds for m in methods[2:]]
     rows = []
     for seed, m in order:
-        r = so.train_digits(m, seed=seed, epochs=epochs, data=data, lock=lock)
+        r = node.train_digits(m, seed=seed, epochs=epochs, data=data, lock=lock)
         r = {k: v for k, v in r.items() if k not in ("history", "model")}
         rows.append(r)
         print(
@@ -83,20 +84,20 @@ def spiral_methods(steps, sweep):
 
     er, sr = so.ErrorEstimateRegulariser, so.StiffnessRegulariser
     methods = [
-        so.Method("vanilla", None),
-        so.Method("ernode", er(optax.exponential_decay(0.1, steps, 0.1))),
+        node.Method("vanilla", None),
+        node.Method("ernode", er(optax.exponential_decay(0.1, steps, 0.1))),
     ]
     if sweep:
         # The trade-off curve: constant weights of each regulariser and their sum.
         methods += [
-            so.Method("er 0.01", er(0.01)),
-            so.Method("er 0.03", er(0.03)),
-            so.Method("er 0.1", er(0.1)),
-            so.Method("sr 0.01", sr(0.01, form="sum")),
-            so.Method("er+sr 0.03", (er(0.03), sr(0.03, form="sum"))),
+            node.Method("er 0.01", er(0.01)),
+            node.Method("er 0.03", er(0.03)),
+            node.Method("er 0.1", er(0.1)),
+            node.Method("sr 0.01", sr(0.01, form="sum")),
+            node.Method("er+sr 0.03", (er(0.03), sr(0.03, form="sum"))),
             # Annealed to zero over the run, so the last steps fit the data alone.
-            so.Method("er 0.01->0", er(optax.linear_schedule(0.01, 0.0, steps))),
-            so.Method("er 0.03->0", er(optax.linear_schedule(0.03, 0.0, steps))),
+            node.Method("er 0.01->0", er(optax.linear_schedule(0.01, 0.0, steps))),
+            node.Method("er 0.03->0", er(optax.linear_schedule(0.03, 0.0, steps))),
         ]
     return methods
 
@@ -155,7 +156,7 @@ _REFERENCE_ROWS = ("true field", "time-only field, same trajectory")
 
 
 def spiral(steps, lock, seeds=(0,), lr=1e-2, sweep=False, time_input=False):
-    data = so.spiral_data()
+    data = node.spiral_data()
     rows = []
     truth = true_field_nfe(data)
     quad_nfe, quad_mse = time_only_field(data)
@@ -180,7 +181,7 @@ def spiral(steps, lock, seeds=(0,), lr=1e-2, sweep=False, time_input=False):
         for m in spiral_methods(steps, sweep):
             with lock():
                 field = so.CubicField(2, 50, time_input=time_input, key=jax.random.key(seed))
-                r = so.train_spiral(m, seed=seed, steps=steps, lr=lr, data=data, field=field)
+                r = node.train_spiral(m, seed=seed, steps=steps, lr=lr, data=data, field=field)
             r = {k: v for k, v in r.items() if k not in ("history", "model", "ys")}
             rows.append(r)
             print(

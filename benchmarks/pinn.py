@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import sciml  # noqa: E402
+import sciml.experiments.magnet as magnet  # noqa: E402
 import sciml.pinn as P  # noqa: E402
 from sciml.data import burgers_reference  # noqa: E402
 
@@ -56,7 +57,7 @@ NU = 0.01 / math.pi
 
 
 def kronmuller(seed: int, adam_steps: int, lbfgs_steps: int) -> dict:
-    family = P.kronmuller_family(
+    family = magnet.kronmuller_family(
         1.0, 1.0, (1.0, 3.0), (0.5, 1.0), quadrature=P.GaussLegendre(160), conditions=16
     )
     mkey, fkey = jax.random.split(jax.random.key(seed))
@@ -70,7 +71,7 @@ def kronmuller(seed: int, adam_steps: int, lbfgs_steps: int) -> dict:
     R, D = np.meshgrid(r, d, indexing="ij")
     ps = jnp.asarray(np.stack([R.ravel(), D.ravel()], axis=1))
     pred = np.asarray(jax.vmap(res.model.eigenvalue)(ps))
-    exact = np.asarray(P.kronmuller_eigenvalue(1.0, ps[:, 1], ps[:, 0], 1.0))
+    exact = np.asarray(magnet.kronmuller_eigenvalue(1.0, ps[:, 1], ps[:, 0], 1.0))
     rel = np.abs(pred - exact) / exact
     out = dict(
         adam_steps=adam_steps,

@@ -25,7 +25,7 @@ import numpy as np
 
 
 def ensemble_part(quick: bool) -> str:
-    from sciml.ensemble._problems import RegressionSetup, compare
+    from sciml.experiments.ensemble import RegressionSetup, compare
 
     setup = RegressionSetup()
     seeds = (0, 1, 2)

@@ -1,7 +1,7 @@
 """Gradient-free training (Chen et al.): ES-MDA, EnKF and Adam on the mexican-hat regression."""
 
 import sciml.cli
-from sciml.ensemble._problems import run_regression_problem
+from sciml.experiments.ensemble import run_regression_problem
 
 
 NAME = "ensemble-mexican-hat"

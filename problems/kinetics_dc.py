@@ -1,7 +1,7 @@
 """KINN benchmark 'dc' (Gusmão et al. 2022): recover ln k from synthetic transients."""
 
 import sciml.cli
-from sciml.kinetics._problems import run_benchmark_problem
+from sciml.experiments.kinetics import run_benchmark_problem
 
 
 NAME = "kinetics-dc"

@@ -9,6 +9,7 @@ import numpy as np
 
 import sciml
 import sciml.cli
+import sciml.experiments.magnet as magnet
 import sciml.pinn as P
 
 
@@ -24,11 +25,11 @@ DELTA0 = math.sqrt(A / K1)  # nm; the Bloch wall width is pi * DELTA0
 
 def field(eps_mj):
     """mu0 H_N in tesla from the eigenvalue in MJ/m^3."""
-    return P.nucleation_field(1e6 * jnp.asarray(eps_mj), JS)
+    return magnet.nucleation_field(1e6 * jnp.asarray(eps_mj), JS)
 
 
 def make_family(quick: bool):
-    return P.kronmuller_family(
+    return magnet.kronmuller_family(
         K1,
         A,
         (1.0 * DELTA0, 3.0 * DELTA0),  # defect width r0 in nm
@@ -68,7 +69,7 @@ def run(options: sciml.cli.RunOptions) -> dict:
 
     ps = evaluation_grid(family)
     pred = np.asarray(jax.vmap(model.eigenvalue)(ps))
-    exact = np.asarray(P.kronmuller_eigenvalue(K1, ps[:, 1], ps[:, 0], A))
+    exact = np.asarray(magnet.kronmuller_eigenvalue(K1, ps[:, 1], ps[:, 0], A))
     rel = np.abs(pred - exact) / exact
     hn_pred, hn_exact = np.asarray(field(pred)), np.asarray(field(exact))
 
@@ -80,7 +81,7 @@ def run(options: sciml.cli.RunOptions) -> dict:
         dk = frac * K1
         ax.plot(
             r_fine / (math.pi * DELTA0),
-            field(P.kronmuller_eigenvalue(K1, dk, r_fine, A)),
+            field(magnet.kronmuller_eigenvalue(K1, dk, r_fine, A)),
             f"C{j}-",
             label=f"Kronmueller, dK/K1 = {frac:g}",
         )

@@ -4,7 +4,7 @@ import jax
 
 import sciml
 import sciml.cli
-import sciml.ode as so
+import sciml.experiments.node as node
 
 
 NAME = "node-digits"
@@ -25,19 +25,23 @@ def plot_results(results, out):
 
 
 def run(options: sciml.cli.RunOptions) -> dict:
-    jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(True):
+        return _run(options)
+
+
+def _run(options):
     # Full: the benchmark's recipe (1500 training images, 20 epochs of batch 128).
     steps = options.steps_or(options.pick(30, 20 * (1500 // 128)))
     tol = options.pick(1e-6, 1.4e-8)
-    data = so.load_digits_split(1500)
-    methods = so.paper_methods()
+    data = node.load_digits_split(1500)
+    methods = node.paper_methods()
     if options.quick:
         methods = methods[:2]  # vanilla and ERNODE; the full run has all five
     # Warm-up: the first fit of a process pays one-time tracing costs that would land
     # in the training time of whichever method runs first (vanilla, the baseline).
-    so.train_digits(so.Method("warm-up", None), steps=2, tol=tol, data=data)
+    node.train_digits(node.Method("warm-up", None), steps=2, tol=tol, data=data)
     results = [
-        so.train_digits(
+        node.train_digits(
             m, seed=options.seed, steps=steps, tol=tol, data=data, progress=options.progress
         )
         for m in methods

@@ -8,6 +8,7 @@ import optax
 
 import sciml
 import sciml.cli
+import sciml.experiments.node as node
 import sciml.ode as so
 
 
@@ -18,24 +19,28 @@ def methods(steps):
     # ERNODE's weight decays (as in the paper) so the end of training fits the data.
     er = so.ErrorEstimateRegulariser(optax.exponential_decay(0.1, steps, 0.1))
     return (
-        so.Method("vanilla", None),
-        so.Method("ernode", er),
-        so.Method("er+srnode", (er, so.StiffnessRegulariser(0.01, form="sum"))),
+        node.Method("vanilla", None),
+        node.Method("ernode", er),
+        node.Method("er+srnode", (er, so.StiffnessRegulariser(0.01, form="sum"))),
     )
 
 
 def run(options: sciml.cli.RunOptions) -> dict:
-    jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(True):
+        return _run(options)
+
+
+def _run(options):
     steps = options.steps_or(options.pick(150, 500))
-    data = so.spiral_data()
+    data = node.spiral_data()
     ts, ys_true = data
     results = [
-        so.train_spiral(m, seed=options.seed, steps=steps, data=data, progress=options.progress)
+        node.train_spiral(m, seed=options.seed, steps=steps, data=data, progress=options.progress)
         for m in methods(steps)
     ]
     # The cheapest model within 10 % of vanilla's MSE, refined from the vanilla fit.
     results.append(
-        so.refine_fewest_steps(
+        node.refine_fewest_steps(
             results[0], steps=options.pick(300, 3000), data=data, progress=options.progress
         )
     )

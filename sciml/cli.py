@@ -312,17 +312,20 @@ def _run_problem(entry, options, run):
 
     from .train import counting_steps
 
-    # A problem may switch float64 on for itself; the next one starts from the setting
-    # the runner had.
     x64 = bool(jax.config.jax_enable_x64)
     # File times have coarse resolution on some file systems: allow a second.
     started = time.time() - 1.0
     t0 = time.perf_counter()
-    try:
-        with counting_steps() as fit_steps:
-            metrics = run(options)
-    finally:
-        jax.config.update("jax_enable_x64", x64)
+    with counting_steps() as fit_steps:
+        metrics = run(options)
+    if bool(jax.config.jax_enable_x64) != x64:
+        # sciml sets no process-wide JAX option, and does not undo a script's either.
+        print(
+            f"sciml: warning: {entry.path} turned jax_enable_x64 "
+            f"{'on' if not x64 else 'off'} for the rest of this process (problems run after "
+            "it see that setting); scope it with `with jax.enable_x64(True):` in run().",
+            file=sys.stderr,
+        )
     if not isinstance(metrics, dict):
         raise CLIError(f"{entry.path}: run() must return a dict of metrics, got {type(metrics)}.")
     metrics = dict(metrics)

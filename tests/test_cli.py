@@ -186,8 +186,9 @@ def test_console_script_and_problem_script(problems_dir, tmp_path):
     assert proc.returncode == 2 and "positive integer" in proc.stderr
 
 
-def test_a_problem_cannot_change_float64_for_the_next(problems_dir, tmp_path):
-    # Runs first (sorted names) and flips the x64 setting the suite runs with.
+def test_a_problem_that_changes_float64_for_the_next_is_named(problems_dir, tmp_path, capsys):
+    # Runs first (sorted names) and flips the x64 setting the suite runs with: sciml sets
+    # no process-wide option, so it does not undo the flip, but it says which script did.
     (problems_dir / "a_flip.py").write_text(
         'import jax\nNAME = "a-flip"\n'
         'def run(options):\n'
@@ -196,8 +197,28 @@ def test_a_problem_cannot_change_float64_for_the_next(problems_dir, tmp_path):
     import jax
 
     before = jax.config.jax_enable_x64
+    try:
+        assert cli.main(["run", "all", "--problems", str(problems_dir), "--quiet",
+                         "--out", str(tmp_path / "r")]) == 0
+    finally:
+        jax.config.update("jax_enable_x64", before)
+    err = capsys.readouterr().err
+    assert "a_flip.py turned jax_enable_x64" in err and "with jax.enable_x64(True)" in err
+
+
+def test_a_scoped_float64_problem_leaves_the_setting_to_the_next(problems_dir, tmp_path):
+    (problems_dir / "a_scoped.py").write_text(
+        'import jax, jax.numpy as jnp\nNAME = "a-scoped"\n'
+        'def run(options):\n'
+        '    with jax.enable_x64(not jax.config.jax_enable_x64):\n'
+        '        return {"dtype": str(jnp.asarray(1.0).dtype)}\n')
+    import jax
+
+    before = jax.config.jax_enable_x64
     assert cli.main(["run", "all", "--problems", str(problems_dir), "--quiet",
                      "--out", str(tmp_path / "r")]) == 0
+    scoped = json.loads((tmp_path / "r" / "a-scoped" / "metrics.json").read_text())
+    assert scoped["metrics"]["dtype"] == ("float32" if before else "float64")
     record = json.loads((tmp_path / "r" / "tiny" / "metrics.json").read_text())
     assert record["metrics"]["dtype"] == ("float64" if before else "float32")
     assert jax.config.jax_enable_x64 == before

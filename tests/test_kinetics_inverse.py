@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import sciml.experiments.kinetics as kx
 import sciml.kinetics as kin
 
 
@@ -21,7 +22,7 @@ def test_simplex_map():
 
 
 def test_direct_fit_recovers_clean_g():
-    mech, obs, true = kin.synthetic_observations("g", "Q")
+    mech, obs, true = kx.synthetic_observations("g", "Q")
     est = kin.estimate(
         mech, obs, kin.DirectFit(), key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7])
     )
@@ -98,7 +99,7 @@ def test_cramer_rao_matches_the_closed_form_fisher_information():
     with pytest.raises(ValueError, match="log_k"):
         kin.cramer_rao(mech, obs, np.log([k]), noise_std=sigma)
     with pytest.raises(ValueError, match="noise-free"):
-        kin.information_floor("g", "Q")
+        kx.information_floor("g", "Q")
 
 
 def _co_oxidation(noise):
@@ -153,7 +154,7 @@ def test_kinn_on_a_mechanism_no_benchmark_names():
 
 
 def test_esmda_g_noisy_covers_truth():
-    mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
+    mech, obs, true = kx.synthetic_observations("g", "Q+n", key=jax.random.key(3))
     est = kin.ESMDA(n_members=100).estimate(
         mech, obs, key=jax.random.key(1), init_log_k=true + jnp.array([0.8, -0.7])
     )
@@ -165,7 +166,7 @@ def test_esmda_g_noisy_covers_truth():
 
 
 def test_kinn_g_clean(caplog):
-    mech, obs, true = kin.synthetic_observations("g", "Q")
+    mech, obs, true = kx.synthetic_observations("g", "Q")
     caplog.clear()
     with caplog.at_level(logging.WARNING), jax.log_compiles(True):
         est = kin.KINN(
@@ -228,7 +229,7 @@ def test_kinn_std_is_not_below_the_information_bound():
     # Noisy gas data: no unbiased estimator beats the Cramér-Rao covariance, combined
     # with KINN's prior N(first guess, 3^2) on ln k. The surrogate's own curvature can
     # claim less (it treats the physics residual as data); the reported std must not.
-    mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
+    mech, obs, true = kx.synthetic_observations("g", "Q+n", key=jax.random.key(3))
     est = kin.KINN(
         width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, polish="never"
     ).estimate(mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7]))
@@ -251,14 +252,14 @@ def _ode_rmse(mech, obs, log_k):
 def test_mechanism_misfit_tests_the_ode_against_the_noise():
     # Known noise: at the true constants the residuals are the noise itself (no misfit);
     # with the equilibrium constant 0.6 off in ln k the mechanism misses the data.
-    mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
+    mech, obs, true = kx.synthetic_observations("g", "Q+n", key=jax.random.key(3))
     at_truth = _ode_rmse(mech, obs, true)
     assert at_truth == pytest.approx(0.025, rel=0.1)
     assert not kin.mechanism_misfit(at_truth, at_truth, obs)
     assert kin.mechanism_misfit(_ode_rmse(mech, obs, true + np.array([0.3, -0.3])), at_truth, obs)
     assert kin.mechanism_misfit(float("inf"), at_truth, obs)
     # Noise-free: against the surrogate's own misfit, and not below 1e-3 of the data.
-    mech, obs, true = kin.synthetic_observations("g", "Q")
+    mech, obs, true = kx.synthetic_observations("g", "Q")
     assert not kin.mechanism_misfit(_ode_rmse(mech, obs, true), 1e-6, obs)
     off = _ode_rmse(mech, obs, true + np.array([0.3, -0.3]))
     assert kin.mechanism_misfit(off, 1e-6, obs)
@@ -269,7 +270,7 @@ def test_kinn_auto_polish_refines_constants_the_mechanism_rejects():
     # A surrogate whose ln k barely moves (tiny learning rate, no L-BFGS or LM stage)
     # keeps the first guess; the mechanism at those constants misses the noisy data, so
     # the default polish refines them to within the Cramér-Rao spread of the truth.
-    mech, obs, true = kin.synthetic_observations("g", "Q+n", key=jax.random.key(3))
+    mech, obs, true = kx.synthetic_observations("g", "Q+n", key=jax.random.key(3))
     est = kin.KINN(
         width=8, steps_per_stage=20, physics_learning_rate=1e-9, lbfgs_steps=0, lm_steps=0
     ).estimate(mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7]))
@@ -309,7 +310,7 @@ def test_kinn_rejects_bad_options():
 
 
 def test_observation_errors():
-    mech = kin.BENCHMARKS["g"].mechanism
+    mech = kx.BENCHMARKS["g"].mechanism
     with pytest.raises(ValueError, match="unknown species 'Z'"):
         kin.Observations.make(
             mech, np.linspace(0, 1, 3), np.zeros((1, 3, 1)), np.ones((1, 3)), species=["Z"]
@@ -334,7 +335,7 @@ def test_observation_errors():
 def test_kinn_surrogate_holds_initial_state_and_simplex():
     # The built-in initial state is exact at t = 0 for any network, and the surface
     # fractions stay on the simplex at every time, also far from the initial state.
-    mech, obs, true = kin.synthetic_observations("dc", "SQ")
+    mech, obs, true = kx.synthetic_observations("dc", "SQ")
     model = kin.KINN(onset=20.0).init(mech, obs, key=jax.random.key(0), init_log_k=true)
     noisy = jax.tree.map(
         lambda x: (
@@ -380,7 +381,7 @@ def test_kinn_residual_vector_sums_to_the_loss():
     # Laplace covariance) against the loss as `fit` trains it (whole-batch path).
     from sciml.kinetics._kinn import _loss_terms, _residual_vector
 
-    mech, obs, true = kin.synthetic_observations("dc", "SQ+n", key=jax.random.key(0))
+    mech, obs, true = kx.synthetic_observations("dc", "SQ+n", key=jax.random.key(0))
     model = kin.KINN().init(mech, obs, key=jax.random.key(1), init_log_k=true)
     r = _residual_vector(model, obs, obs.t, 100.0)
     j_m, j_d = _loss_terms(model, {"t_col": obs.t}, obs)

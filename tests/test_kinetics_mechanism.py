@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sciml.kinetics import BENCHMARKS, Mechanism, MechanismError, SpeciesKind
+from sciml.experiments.kinetics import BENCHMARKS
+from sciml.kinetics import Mechanism, MechanismError, SpeciesKind
 
 
 EXAMPLE = """\

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import sciml
+import sciml.experiments.node as nx
 import sciml.ode as so
 
 
@@ -667,8 +668,8 @@ def test_keep_fewest_steps_inside_fit_on_the_spiral():
     # A short vanilla fit, then the switching objective; the kept model, re-solved
     # independently, has the recorded step count, meets the target, and is the
     # feasible row of the history with the fewest steps.
-    ts, ys = so.spiral_data()
-    v = so.train_spiral(so.Method("vanilla", None), steps=150, lr=0.05, data=(ts, ys))
+    ts, ys = nx.spiral_data()
+    v = nx.train_spiral(nx.Method("vanilla", None), steps=150, lr=0.05, data=(ts, ys))
     node = so.NeuralODE(
         v["model"].vector_field,
         stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-7),

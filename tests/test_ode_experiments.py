@@ -10,6 +10,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import sciml.cli
+import sciml.experiments.node as node
 import sciml.ode as so
 
 
@@ -17,8 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_spiral_data_matches_scipy():
-    ts, ys = so.spiral_data(n=12, t1=1.5)
-    a = so._experiments.SPIRAL_A
+    ts, ys = node.spiral_data(n=12, t1=1.5)
+    a = node.SPIRAL_A
     ref = solve_ivp(lambda t, u: a @ u**3, (0.0, 1.5), [2.0, 0.0], t_eval=np.asarray(ts),
                     method="DOP853", rtol=1e-12, atol=1e-12)
     # Both solvers run at ~1e-10..1e-12 tolerances; the comparison allows for their sum.
@@ -50,7 +51,7 @@ def test_cubic_field_is_the_spiral_network(time_input):
 
 
 def test_digits_split():
-    x_tr, y_tr, x_te, y_te = so.load_digits_split(1500)
+    x_tr, y_tr, x_te, y_te = node.load_digits_split(1500)
     assert x_tr.shape == (1500, 64) and x_te.shape == (297, 64)
     assert float(x_tr.min()) == 0.0 and float(x_tr.max()) == 1.0
     assert set(np.unique(np.asarray(y_tr))) == set(range(10))
@@ -59,42 +60,42 @@ def test_digits_split():
 def test_digits_split_refuses_an_empty_test_set():
     for n in (1797, 5000, -5, 0):
         with pytest.raises(ValueError, match="n_train"):
-            so.load_digits_split(n)
+            node.load_digits_split(n)
 
 
 def test_train_spiral_starts_at_the_datas_first_time():
     # Data from t = ts[10]: the prediction there is the given initial state.
-    ts, ys = so.spiral_data()
-    r = so.train_spiral(so.Method("vanilla", None), steps=1, data=(ts[10:], ys[10:]))
+    ts, ys = node.spiral_data()
+    r = node.train_spiral(node.Method("vanilla", None), steps=1, data=(ts[10:], ys[10:]))
     np.testing.assert_allclose(r["ys"][0], ys[10], rtol=1e-6)
 
 
 def test_train_spiral_on_float32_data_under_x64():
     # The default field takes the data's dtype, not the global float64 default.
-    ts, ys = so.spiral_data(dtype=jnp.float32)
-    r = so.train_spiral(so.Method("vanilla", None), steps=2, data=(ts, ys))
+    ts, ys = node.spiral_data(dtype=jnp.float32)
+    r = node.train_spiral(node.Method("vanilla", None), steps=2, data=(ts, ys))
     assert r["model"].vector_field.w1.dtype == jnp.float32
     assert np.isfinite(r["mse"]) and r["ys"].dtype == np.float32
 
 
 def test_experiment_arguments_refused_before_training():
-    v = so.Method("vanilla", None)
+    v = node.Method("vanilla", None)
     with pytest.raises(ValueError, match="`tol`"):
-        so.train_spiral(v, tol=-1.0)
+        node.train_spiral(v, tol=-1.0)
     with pytest.raises(ValueError, match="`lr`"):
-        so.train_spiral(v, lr=-1.0)
-    with pytest.raises(TypeError, match="sciml.ode.Method"):
-        so.train_spiral(None)
+        node.train_spiral(v, lr=-1.0)
+    with pytest.raises(TypeError, match="node.Method"):
+        node.train_spiral(None)
     with pytest.raises(ValueError, match="n_eval_paths"):
-        so.train_nsde_spiral(v, n_eval_paths=0)
+        node.train_nsde_spiral(v, n_eval_paths=0)
     with pytest.raises(ValueError, match="`steps`"):
-        so.train_nsde_spiral(v, steps=0)
+        node.train_nsde_spiral(v, steps=0)
     with pytest.raises(ValueError, match="n_paths"):
-        so.spiral_sde_data(n_paths=0, key=jax.random.key(0))
+        node.spiral_sde_data(n_paths=0, key=jax.random.key(0))
 
 
 def test_sde_spiral_paths_start_at_u0_and_differ(getkey):
-    ts, paths = so.spiral_sde_data(n_paths=4, n=5, key=getkey())
+    ts, paths = node.spiral_sde_data(n_paths=4, n=5, key=getkey())
     assert paths.shape == (4, 5, 2) and np.all(np.isfinite(paths))
     np.testing.assert_allclose(paths[:, 0], np.tile([2.0, 0.0], (4, 1)))
     assert float(jnp.std(paths[:, -1, 0])) > 0  # the noise acts

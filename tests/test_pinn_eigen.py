@@ -10,6 +10,7 @@ import pytest
 import scipy.linalg
 
 import sciml
+import sciml.experiments.magnet as magnet
 import sciml.pinn as P
 
 
@@ -32,7 +33,7 @@ def fd_ground_state(potential, a, b, n=20000, stiffness=1.0):
     [(1.0, 0.5, 0.828427), (1.0, 1.0, 0.618034), (1.0, 3.0, 0.282376), (0.5, 2.0, 0.750000)],
 )
 def test_kronmuller_against_fd_and_published(dk, r0, published):
-    exact = float(P.kronmuller_eigenvalue(1.0, dk, r0, 1.0))
+    exact = float(magnet.kronmuller_eigenvalue(1.0, dk, r0, 1.0))
     np.testing.assert_allclose(exact, published, atol=1e-6)
     # FD on [-25, 25] (the ground state decays like exp(-sqrt(1 - eps) |x|)); second
     # order in h = 2.5e-3 gives ~1e-7 here.
@@ -45,13 +46,13 @@ def test_kronmuller_real_units_and_limits():
     k1, a, js = 4.3, 7.7, 1.61
     dk, r0 = 3.0, 2.0
     fd = fd_ground_state(lambda x: k1 - dk / np.cosh(x / r0) ** 2, -40.0, 40.0, stiffness=a)
-    np.testing.assert_allclose(P.kronmuller_eigenvalue(k1, dk, r0, a), fd, rtol=1e-6)
+    np.testing.assert_allclose(magnet.kronmuller_eigenvalue(k1, dk, r0, a), fd, rtol=1e-6)
     # No defect: eps = K1 and mu0 H_N = mu0 H_K = 2 K1 / Ms = 2 mu0 K1 / Js (in T).
-    np.testing.assert_allclose(P.nucleation_field(4.3e6, js), 2 * 4.3e6 / (js / P.MU0))
-    np.testing.assert_allclose(P.nucleation_field(4.3e6, js), 6.7124, atol=1e-4)
-    np.testing.assert_allclose(P.kronmuller_eigenvalue(k1, dk, 1e-6, a), k1, rtol=1e-6)
-    np.testing.assert_allclose(P.kronmuller_eigenvalue(k1, dk, 1e6, a), k1 - dk, rtol=1e-5)
-    np.testing.assert_allclose(P.bloch_wall_width(a, k1), math.pi * math.sqrt(a / k1))
+    np.testing.assert_allclose(magnet.nucleation_field(4.3e6, js), 2 * 4.3e6 / (js / magnet.MU0))
+    np.testing.assert_allclose(magnet.nucleation_field(4.3e6, js), 6.7124, atol=1e-4)
+    np.testing.assert_allclose(magnet.kronmuller_eigenvalue(k1, dk, 1e-6, a), k1, rtol=1e-6)
+    np.testing.assert_allclose(magnet.kronmuller_eigenvalue(k1, dk, 1e6, a), k1 - dk, rtol=1e-5)
+    np.testing.assert_allclose(magnet.bloch_wall_width(a, k1), math.pi * math.sqrt(a / k1))
 
 
 # ----------------------------------------------------------------------------------

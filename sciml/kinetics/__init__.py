@@ -4,15 +4,6 @@ inverse problems with uncertainty (KINN surrogate, direct ODE fit, ES-MDA).
 Gusmão, Retnanto, da Cunha & Medford, "Kinetics-informed neural networks" (2022).
 """
 
-from ._benchmarks import (
-    BENCHMARKS as BENCHMARKS,
-    SCENARIOS as SCENARIOS,
-    Benchmark as Benchmark,
-    information_floor as information_floor,
-    paper_times as paper_times,
-    score as score,
-    synthetic_observations as synthetic_observations,
-)
 from ._data import Estimate as Estimate, Observations as Observations
 from ._estimators import (
     ESMDA as ESMDA,
@@ -20,6 +11,7 @@ from ._estimators import (
     DirectFit as DirectFit,
     cramer_rao as cramer_rao,
     estimate as estimate,
+    predict as predict,
 )
 from ._kinn import (
     KINN as KINN,

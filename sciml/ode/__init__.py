@@ -2,22 +2,10 @@
 (ERNODE, SRNODE: Pal et al., ICML 2021) or by baselines (RNODE, TayNODE)."""
 
 from ._constrained import KeepFewestSteps as KeepFewestSteps, fewest_steps as fewest_steps
-from ._experiments import (
-    Classifier as Classifier,
+from ._fields import (
     CubicField as CubicField,
     DiagonalLinear as DiagonalLinear,
-    Method as Method,
     TimeConcatField as TimeConcatField,
-    digits_model as digits_model,
-    load_digits_split as load_digits_split,
-    nsde_model as nsde_model,
-    paper_methods as paper_methods,
-    refine_fewest_steps as refine_fewest_steps,
-    spiral_data as spiral_data,
-    spiral_sde_data as spiral_sde_data,
-    train_digits as train_digits,
-    train_nsde_spiral as train_nsde_spiral,
-    train_spiral as train_spiral,
 )
 from ._models import NeuralODE as NeuralODE, NeuralSDE as NeuralSDE
 from ._regularisers import (

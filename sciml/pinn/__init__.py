@@ -74,13 +74,6 @@ from ._losses import (
     sample_by_residual as sample_by_residual,
     weighted_sum as weighted_sum,
 )
-from ._magnet import (
-    MU0 as MU0,
-    bloch_wall_width as bloch_wall_width,
-    kronmuller_eigenvalue as kronmuller_eigenvalue,
-    kronmuller_family as kronmuller_family,
-    nucleation_field as nucleation_field,
-)
 from ._plots import grid_values as grid_values, plot_fields as plot_fields
 from ._problems import (
     Constraint as Constraint,

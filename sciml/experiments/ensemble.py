@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..ensemble import ESMDA, EnKF, predict, sample
 from ..train import Minibatches, fit
-from ._methods import ESMDA, EnKF, predict, sample
 
 
 TARGETS: dict[str, tuple[Callable, tuple[float, float]]] = {

@@ -95,7 +95,7 @@ def kronmuller_family(
 
     The `EigenproblemFamily`.
     """
-    from ._eigen import EigenproblemFamily
+    from ..pinn import EigenproblemFamily
 
     if half_width is None:
         half_width = 20 * math.sqrt(a / k1)

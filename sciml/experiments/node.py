@@ -1,4 +1,4 @@
-"""Building blocks of the neural-ODE experiments (digits, spiral ODE, spiral SDE),
+"""The neural-ODE experiments of Pal et al. (ICML 2021): digits, spiral ODE, spiral SDE,
 shared by `problems/node_*.py`, `problems/nsde_spiral.py`, the benchmark and the
 notebook.
 
@@ -19,17 +19,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..train import Minibatches, fit
-from ._constrained import KeepFewestSteps, fewest_steps
-from ._models import NeuralODE, NeuralSDE
-from ._regularisers import (
+from ..ode import (
     AbstractRegulariser,
+    CubicField,
+    DiagonalLinear,
     ErrorEstimateRegulariser,
+    KeepFewestSteps,
     KineticEnergyRegulariser,
+    NeuralODE,
+    NeuralSDE,
     StepCountRegulariser,
     StiffnessRegulariser,
     TaylorRegulariser,
+    TimeConcatField,
+    fewest_steps,
 )
+from ..train import Minibatches, fit
 
 
 def _check_positive(where, **values):
@@ -43,94 +48,14 @@ def _check_positive(where, **values):
 def _check_method(where, method):
     if not isinstance(method, Method):
         raise TypeError(
-            f"{where}: `method` must be a sciml.ode.Method(name, regulariser), got "
+            f"{where}: `method` must be a sciml.experiments.node.Method(name, regulariser), got "
             f"{method!r}; e.g. Method('ernode', ErrorEstimateRegulariser(0.1)), or "
             "Method('vanilla', None)."
         )
 
 
-# ----------------------------------------------------------------------------------
-# Vector fields
-
-
 def _add_bias(x, b):
-    # Explicit broadcast over leading (batch) axes: no implicit rank promotion.
     return x + jnp.reshape(b, (1,) * (x.ndim - 1) + b.shape)
-
-
-class TimeConcatField(eqx.Module):
-    """`f(t, y) = tanh(W2 [tanh(W1 [y; t] + b1); t] + b2)`, the paper's MNIST dynamics.
-
-    Acts on the last axis of `y`, so a batch `(B, d)` is one ODE state that shares one
-    step-size sequence, as in the paper.
-
-    **Arguments:** `dim` (state size), `hidden` (width), `key`, `dtype`.
-    """
-
-    w1: jax.Array
-    b1: jax.Array
-    w2: jax.Array
-    b2: jax.Array
-
-    def __init__(self, dim: int, hidden: int, *, key, dtype=None):
-        dtype = jnp.zeros(()).dtype if dtype is None else dtype
-        k1, k2 = jax.random.split(key)
-        init = jax.nn.initializers.glorot_uniform()
-        self.w1 = init(k1, (dim + 1, hidden), dtype)
-        self.b1 = jnp.zeros((hidden,), dtype)
-        self.w2 = init(k2, (hidden + 1, dim), dtype)
-        self.b2 = jnp.zeros((dim,), dtype)
-
-    def __call__(self, t, y, args):
-        tt = jnp.broadcast_to(jnp.asarray(t, y.dtype), y.shape[:-1] + (1,))
-        h = jnp.tanh(_add_bias(jnp.concatenate([y, tt], axis=-1) @ self.w1, self.b1))
-        return jnp.tanh(_add_bias(jnp.concatenate([h, tt], axis=-1) @ self.w2, self.b2))
-
-
-class CubicField(eqx.Module):
-    """`f(y) = W2 tanh(W1 y³ + b1) + b2`, the DiffEqFlux spiral network (acts on the
-    last axis); with `time_input=True`, `f(t, y) = W2 tanh(W1 [y³; t] + b1) + b2`.
-
-    A field of `t` as well as `y` can follow the same trajectory as an autonomous one
-    with another error estimate at every step (the solver's cost is a property of the
-    field, not of the trajectory), which is what an error-estimate regulariser can use.
-
-    **Arguments:** `dim` (state size), `hidden` (width), `time_input`, `key`, `dtype`.
-    """
-
-    w1: jax.Array
-    b1: jax.Array
-    w2: jax.Array
-    b2: jax.Array
-    time_input: bool = eqx.field(static=True)
-
-    def __init__(
-        self, dim: int = 2, hidden: int = 50, *, time_input: bool = False, key, dtype=None
-    ):
-        dtype = jnp.zeros(()).dtype if dtype is None else dtype
-        k1, k2 = jax.random.split(key)
-        init = jax.nn.initializers.glorot_uniform()
-        self.time_input = bool(time_input)
-        self.w1 = init(k1, (dim + self.time_input, hidden), dtype)
-        self.b1 = jnp.zeros((hidden,), dtype)
-        self.w2 = init(k2, (hidden, dim), dtype)
-        self.b2 = jnp.zeros((dim,), dtype)
-
-    def __call__(self, t, y, args):
-        z = y**3
-        if self.time_input:
-            tt = jnp.broadcast_to(jnp.asarray(t, y.dtype), y.shape[:-1] + (1,))
-            z = jnp.concatenate([z, tt], axis=-1)
-        return _add_bias(jnp.tanh(_add_bias(z @ self.w1, self.b1)) @ self.w2, self.b2)
-
-
-class DiagonalLinear(eqx.Module):
-    """`σ(y) = s ⊙ y`: the linear diagonal diffusion of the paper's spiral SDE."""
-
-    scale: jax.Array
-
-    def __call__(self, t, y, args):
-        return self.scale * y
 
 
 class Classifier(eqx.Module):
