@@ -153,10 +153,8 @@ class KINN(AbstractEstimator):
     - `activation`: hidden activation (default tanh).
     - `alphas`: the data weight of each Adam stage (continuation, low to high). Default:
       1, 10, 100, 1000; 1, 10, 100 when the observations carry a known noise std, where
-      a last weight of 1000 lets the networks follow the noise (data RMSE below sigma).
-      On the noisy cells of benchmarks/kinetics.py stopping at 100 fits to RMSE ~ sigma
-      and cut the ln k error: g Q+n 0.043 -> 0.0054, dcs SQ+n d 0.026 -> 0.018, c 0.060 ->
-      0.027, s 0.044 -> 0.013.
+      a last weight of 1000 lets the networks follow the noise (data RMSE below sigma),
+      and stopping at 100 fits to an RMSE of about sigma.
     - `steps_per_stage`: Adam steps per stage.
     - `learning_rate`: Adam learning rate of the networks; ln k and ln scales use
       `physics_learning_rate`.
@@ -165,9 +163,8 @@ class KINN(AbstractEstimator):
       (networks, ln k, ln scales) after the L-BFGS stage, at the last alpha (0 to skip).
       The loss is a sum of squares of a few thousand residuals in one or two thousand
       parameters, so Gauss-Newton steps are affordable and converge where first-order
-      steps crawl: on dc SQ, 300 steps took the MAE of ln k from d 0.43 / c 1.31 to
-      d 0.0013 / c 0.0023 (benchmarks/RESULTS.md). `J^T J` is formed block by
-      experiment (each network only touches its own experiment's rows).
+      steps crawl. `J^T J` is formed block by experiment (each network only touches
+      its own experiment's rows).
     - `prior_std`: std of a Gaussian prior on ln k around the first guess, used by the
       Levenberg-Marquardt stage and the Laplace covariance (None: no prior). Constants the
       data cannot identify then stay near the first guess with a std of about
@@ -175,10 +172,9 @@ class KINN(AbstractEstimator):
       are unaffected (their data-driven std is orders of magnitude smaller).
     - `n_seeds`: fits from this many network initialisations (seeds); the estimate is
       their mean and the covariance the mean Laplace covariance plus the seeds' spread.
-      The Laplace covariance alone is far too confident where the surface states are
-      unobserved (gas-only data on dc and dcs: 40 % and 14 % of the errors inside 2
-      std), because different seeds settle in different optima; with 4 seeds, 90 % and
-      93 % (benchmarks/RESULTS.md). Costs `n_seeds` fits, though later seeds reuse the
+      The Laplace covariance alone is too confident where the surface states are
+      unobserved, because different seeds settle in different optima; the seeds'
+      spread accounts for that. Costs `n_seeds` fits, though later seeds reuse the
       first one's compiled programs (`diagnostics["seed_wall_time_s"]`: each seed's
       time). Either way the reported covariance is then raised to at least the
       mechanism's own posterior covariance at the estimate (ODE Jacobian, the noise
@@ -191,13 +187,11 @@ class KINN(AbstractEstimator):
     - `onset`: the known initial state is built in: surface fractions are
       `(1 - phi(u)) z0 + phi(u) simplex(net(u))` with `phi(u) = 1 - exp(-onset u)`,
       gas `x0 + u net(u)`. The stick-breaking map alone is stationary on the simplex's
-      faces, so a coverage growing linearly from an empty surface needs a sqrt-shaped
-      network; on `da` SQ this change cut the MAE of ln k (group d) from 0.27 to 0.13
-      at equal cost. `onset` must exceed the fastest initial rate of change of the
+      faces, so without it a coverage growing linearly from an empty surface needs a
+      sqrt-shaped network. `onset` must exceed the fastest initial rate of change of the
       fractions in units of `u`; 0 falls back to a soft initial-state penalty only.
     - `time_warp`: the networks see `u = log(1 + w t / T) / log(1 + w)` with `w =
-      time_warp`, which resolves transients ~`T / w` long (100: da SQ 0.13 -> 0.10
-      against 20).
+      time_warp`, which resolves transients ~`T / w` long.
     - `polish`: `"auto"` (default), `"always"` (or True) or `"never"` (or False). Every
       estimate is checked against the mechanism: `diagnostics["ode_data_rmse"]` is the
       data RMSE of the stiff ODE solve at the surrogate's constants, beside the
@@ -217,12 +211,9 @@ class KINN(AbstractEstimator):
       reports the fit with the smallest data misfit: its estimate and Gauss-Newton
       covariance (method `"kinn+ode"`; `diagnostics["polish_start"]` names the start
       kept, `["polish_starts"]` gives each start's data RMSE, and the surrogate's own
-      figures stay in `diagnostics`). On gas-only dc data the surrogate's constants
-      (k4f off by 4.4 in ln k, Laplace std 0.05) gave an ODE RMSE 16-25x the
-      surrogate's, and the polish reached the true constants to 5e-8; on the noisy
-      gas-only dc and dcs cells (unidentified constants) the polished std covers every
-      error, the surrogate's 64-70 % (benchmarks/RESULTS.md). Where the data identify
-      every constant and the mechanism agrees, `"auto"` keeps the surrogate's estimate.
+      figures stay in `diagnostics`). Where the data identify every constant and the
+      mechanism agrees, `"auto"` keeps the surrogate's estimate. The measured effect of
+      each of these choices is in benchmarks/RESULTS.md.
     - `progress`: show `fit`'s progress bar.
     """
 
