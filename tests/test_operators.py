@@ -7,6 +7,7 @@ import textwrap
 
 import equinox as eqx
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -120,6 +121,90 @@ def test_zoh_against_expm():
     np.testing.assert_allclose(abar, e, rtol=1e-10, atol=1e-12)
     ref = np.linalg.solve(np.asarray(a), (e - np.eye(8)) @ np.asarray(b))
     np.testing.assert_allclose(bbar, ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind, n", [(so.LegS(), 33), (so.LagT(), 5), (so.LegS(), 1)])
+def test_gbt_lower_triangular_path_against_the_formula(kind, n):
+    # The path without LU (products only) against numpy's inverse in float64.
+    a, b = so.hippo(kind, n)
+    a_np, b_np, eye = np.asarray(a), np.asarray(b), np.eye(n)
+    dts = jnp.asarray([1e-3, 0.05, 2.0])
+    many = eqx.filter_jit(lambda disc, a, b, dts: disc.many(a, b, dts, lower=True))
+    for alpha in (0.0, 0.3, 0.5, 1.0):
+        abar, bbar = many(so.GBT(alpha), a, b, dts)
+        for i, dt in enumerate(np.asarray(dts)):
+            inv = np.linalg.inv(eye - alpha * dt * a_np)
+            np.testing.assert_allclose(abar[i], inv @ (eye + (1 - alpha) * dt * a_np),
+                                       rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(bbar[i], dt * inv @ b_np, rtol=1e-9, atol=1e-12)
+
+
+def test_gbt_lower_triangular_path_float32():
+    # Float32 against a float64 solve: the inverse by products keeps the error within
+    # a few float32 roundings times N (LU: 3e-7; this path: 2e-6 at N = 64, dt = 1).
+    a, b = so.hippo(so.LegS(), 64, dtype=jnp.float32)
+    a64 = np.asarray(a, np.float64)
+    abars, _ = jax.jit(lambda d: so.GBT(0.5).many(a, b, d, lower=True))(
+        jnp.asarray([1e-3, 0.1, 1.0], jnp.float32)
+    )
+    for abar, dt in zip(abars, (1e-3, 0.1, 1.0)):
+        ref = np.linalg.solve(np.eye(64) - 0.5 * dt * a64, np.eye(64) + 0.5 * dt * a64)
+        err = np.max(np.abs(np.asarray(abar, np.float64) - ref)) / np.max(np.abs(ref))
+        assert err < 1e-5
+
+
+def _primitive_names(jaxpr):
+    names = {eqn.primitive.name for eqn in jaxpr.eqns}
+    for sub in jax.extend.core.subjaxprs(jaxpr):
+        names |= _primitive_names(sub)
+    return names
+
+
+def test_default_deep_lssl_gradient_runs_no_linear_solve(getkey):
+    # The default layer (LegS, fixed A, GBT) discretises by products: no LU (whose
+    # batched LAPACK call deadlocked on 2 cores, and which, one feature at a time,
+    # made every training step slow), no triangular solve, no loop over features.
+    model = so.DeepLSSL("scalar", "scalar", 4, 8, 2, key=getkey())
+    u = jnp.ones((3, 20))
+
+    def loss(m):
+        return jnp.sum(jax.vmap(lambda s: so.sequence_apply(m, s))(u) ** 2)
+
+    def names(m):
+        arrays, static = eqx.partition(m, eqx.is_array)
+        grad = jax.grad(lambda d: loss(eqx.combine(d, static)))
+        return _primitive_names(jax.make_jaxpr(grad)(arrays).jaxpr)
+
+    assert not names(model) & {"lu", "triangular_solve", "custom_linear_solve", "while", "scan"}
+    assert all(layer.lower_triangular for layer in model.layers)
+    # Structures that need a general solve keep it.
+    assert not so.LSSL(4, init=so.LegT(), key=getkey()).lower_triangular
+    assert not so.LSSL(4, trainable_A=True, key=getkey()).lower_triangular
+    legt = so.DeepLSSL("scalar", "scalar", 4, 8, 1, lssl_kwargs=dict(init=so.LegT()),
+                       key=getkey())
+    assert "lu" in names(legt)
+
+
+def test_replacing_a_lower_triangular_A_is_an_error(getkey):
+    layer = so.LSSL(4, init=so.LegS(), key=getkey())
+    full, _ = so.hippo(so.LegT(), 4)
+    swapped = eqx.tree_at(lambda m: m.A, layer, full)
+    with pytest.raises(Exception, match="lower triangular"):
+        jax.block_until_ready(swapped(jnp.ones((5, 1))))
+
+
+@pytest.mark.parametrize("length", [1, 7, 40])
+def test_causal_convolution_toeplitz_and_fft_against_numpy(length, getkey):
+    u = jax.random.normal(getkey(), (length, 3, 2))
+    k = jax.random.normal(getkey(), (length, 3, 2))
+    ref = np.zeros((length, 3, 2))
+    for h in range(3):
+        for c in range(2):
+            ref[:, h, c] = np.convolve(np.asarray(u[:, h, c]), np.asarray(k[:, h, c]))[:length]
+    direct = so.causal_convolution(u, k, direct_up_to=length)
+    fft = so.causal_convolution(u, k)
+    np.testing.assert_allclose(direct, ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fft, ref, rtol=1e-9, atol=1e-11)
 
 
 def test_krylov_squaring_against_powers():
@@ -263,8 +348,10 @@ def test_deep_lssl_views_and_training_step(getkey):
     u = jax.random.normal(getkey(), (50,))
     y1 = eqx.filter_jit(lambda m: m(u))(model)
     y2 = eqx.filter_jit(lambda m: m(u, view=so.Recurrent()))(model)
+    y3 = eqx.filter_jit(lambda m: m(u, view=so.Convolutional(direct_up_to=0)))(model)
     assert y1.shape == (50,)
     np.testing.assert_allclose(y1, y2, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(y3, y2, rtol=1e-8, atol=1e-10)
     vec = so.DeepLSSL(3, 2, 4, 8, 1, residual=False, norm=False, key=getkey())
     assert eqx.filter_jit(lambda m: m(jnp.ones((20, 3))))(vec).shape == (20, 2)
 
@@ -360,17 +447,20 @@ def test_deep_lssl_gradient_returns(tmp_path):
     # Two LSSL layers with state 32 on 16 features: with the discretisations' LU solves
     # batched, the gradient deadlocked in jaxlib's LAPACK thread pool on a 2-core CPU
     # and never returned. In a subprocess, so a hang fails the test instead of the run.
+    # The default (LegS) discretises without LU; LegT still solves, one feature at a time.
     script = tmp_path / "grad.py"
     script.write_text(textwrap.dedent("""
         import jax, jax.numpy as jnp, equinox as eqx, numpy as np
         import sciml.operators as so
-        m = so.DeepLSSL("scalar", "scalar", 16, 32, 2, key=jax.random.key(2))
         u = jnp.ones((10, 50))
         def loss(mm):
             return jnp.sum(jax.vmap(lambda s: so.sequence_apply(mm, s))(u) ** 2)
-        g = eqx.filter_jit(eqx.filter_grad(loss))(m)
-        leaves = jax.tree.leaves(eqx.filter(g, eqx.is_array))
-        assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+        for init in (so.LegS(), so.LegT()):
+            m = so.DeepLSSL("scalar", "scalar", 16, 32, 2, lssl_kwargs=dict(init=init),
+                            key=jax.random.key(2))
+            g = eqx.filter_jit(eqx.filter_grad(loss))(m)
+            leaves = jax.tree.leaves(eqx.filter(g, eqx.is_array))
+            assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
         print("OK")
     """))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from ..nn import Linear
@@ -46,13 +47,30 @@ def krylov(length: int, A: Array, b: Array) -> Array:
     return x[:, :length]
 
 
-def causal_convolution(u: Array, k: Array) -> Array:
-    """y_i = sum_{j <= i} k_{i-j} u_j along axis 0, by FFT (zero-padded to >= 2L)."""
+def causal_convolution(u: Array, k: Array, *, direct_up_to: int = 0) -> Array:
+    """y_i = sum_{j <= i} k_{i-j} u_j along axis 0.
+
+    By FFT (zero-padded to >= 2L), or, for L <= `direct_up_to`, as a product with the
+    (L, L) lower-triangular Toeplitz matrix of k (per trailing index).
+    """
     length = u.shape[0]
+    if length <= direct_up_to:
+        i = jnp.arange(length)
+        lag = i[:, None] - i[None, :]
+        causal = (lag >= 0).reshape(lag.shape + (1,) * (k.ndim - 1))
+        toeplitz = jnp.where(causal, k[jnp.maximum(lag, 0)], 0)  # (L, L, ...)
+        return jnp.einsum("ij...,j...->i...", toeplitz, u)
     n = 1 << (2 * length - 1).bit_length()
     uf = jnp.fft.rfft(u, n=n, axis=0)
     kf = jnp.fft.rfft(k, n=n, axis=0)
     return jnp.fft.irfft(uf * kf, n=n, axis=0)[:length]
+
+
+def _is_lower(a) -> bool:
+    if isinstance(a, jax.core.Tracer):
+        return False
+    a = np.asarray(a)
+    return bool(np.all(np.triu(a, 1) == 0))
 
 
 class AbstractView(eqx.Module):
@@ -80,11 +98,23 @@ class Recurrent(AbstractView):
 
 
 class Convolutional(AbstractView):
-    """The convolutional view: the Krylov kernel applied by FFT."""
+    """The convolutional view: the Krylov kernel applied by FFT, or for short sequences
+    as a Toeplitz matrix product.
+
+    **Arguments:**
+
+    - `direct_up_to`: sequences of at most this length use the Toeplitz product
+      (default 128), whose cost grows as L^2 against the FFT's L log L. On a 2-core
+      CPU the product was the faster up to L = 100 (9x at L = 50 with a batch of
+      1000 sequences, H = 16), the FFT from L = 200 with batches of 100
+      (`benchmarks/RESULTS.md`, issue 25).
+    """
+
+    direct_up_to: int = eqx.field(static=True, default=128)
 
     def __call__(self, layer, u, dt_scale):
         k = layer.kernel(u.shape[0], dt_scale)  # (L, H, M)
-        return causal_convolution(u[:, :, None], k)
+        return causal_convolution(u[:, :, None], k, direct_up_to=self.direct_up_to)
 
 
 class LSSL(eqx.Module):
@@ -105,7 +135,10 @@ class LSSL(eqx.Module):
     - `dt_min`, `dt_max`: log dt is drawn uniformly in [log dt_min, log dt_max]
       (LSSL: 1e-3, 1e-1; "roughly inverse to the sequence length").
     - `trainable_A`: if False (default), A and B are held fixed (stop-gradient), as
-      LSSL-fixed; C, D and log dt always train.
+      LSSL-fixed; C, D and log dt always train. A fixed, lower-triangular A (LegS,
+      LagT) is discretised by `discretisation.many(..., lower=True)`, without a
+      general solve (`lower_triangular` records it; replacing A by one that is not
+      lower triangular afterwards is an error at the next call).
     - `discretisation`: `GBT(alpha)` (default bilinear, alpha = 1/2) or `ZOH()`.
     - `key`: PRNG key (C ~ N(0, 1/N), D ~ N(0, 1)).
 
@@ -120,6 +153,7 @@ class LSSL(eqx.Module):
     log_dt: Array
     discretisation: AbstractDiscretisation
     trainable_A: bool = eqx.field(static=True)
+    lower_triangular: bool = eqx.field(static=True)
     state_size: int = eqx.field(static=True)
     features: int = eqx.field(static=True)
     channels: int = eqx.field(static=True)
@@ -175,6 +209,7 @@ class LSSL(eqx.Module):
         )
         self.discretisation = discretisation
         self.trainable_A = trainable_A
+        self.lower_triangular = not trainable_A and _is_lower(A)
         self.state_size = state_size
         self.features = features
         self.channels = channels
@@ -188,16 +223,13 @@ class LSSL(eqx.Module):
         """(Abar (H, N, N), Bbar (H, N)) for steps dt_h * dt_scale."""
         a, b = self._ab()
         dt = jnp.exp(self.log_dt) * dt_scale
-        one = lambda d: self.discretisation(a, b, d)  # noqa: E731
-        if jax.default_backend() != "cpu":
-            return jax.vmap(one)(dt)
-        # On the CPU one feature at a time (`lax.map`, not `vmap`): on 2 cores, jaxlib
-        # 0.10's batched LAPACK LU (the GBT solve, over a thread pool) deadlocked when
-        # two ran at once, as the layers of a `DeepLSSL` do in its gradient (every
-        # thread idle, the step never returned; `tests/test_operators.py::
-        # test_deep_lssl_gradient_returns`). Unbatched solves run inline, at the same
-        # speed for N = 64 and 1.25x the time for N = 256 (measured).
-        return jax.lax.map(one, dt)
+        if self.lower_triangular:
+            a = eqx.error_if(
+                a, jnp.any(jnp.triu(a, 1) != 0),
+                "sciml.operators.LSSL: A was lower triangular when the layer was built and "
+                "is not any more; build a new LSSL(..., A=...) instead of replacing A.",
+            )
+        return self.discretisation.many(a, b, dt, lower=self.lower_triangular)
 
     def kernel(self, length: int, dt_scale=1.0) -> Array:
         """The convolution kernel K_k = C Abar^k Bbar, shape (L, H, M)."""

@@ -129,5 +129,6 @@ def _predict_jit(model, data, view, dt_scale):
 def evaluate(model, data, *, view: AbstractView | None = None, dt_scale=1.0) -> dict:
     """`metrics(predict(model, data), data.y)`, compiled."""
     data = as_arrays(data)
-    pred = _predict_jit(model, data, view, dt_scale)
+    # An array, not a static float: one compilation serves every step scale.
+    pred = _predict_jit(model, data, view, jnp.asarray(dt_scale, data.y.dtype))
     return metrics(pred, data.y)
