@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sciml.kinetics._cli import main
+from sciml.cli.kinetics import main
 
 
 MECH = "A + * <=> A*   ; ka, kd\nA* -> B + *   ; kr\n"
@@ -169,7 +169,7 @@ def test_negative_measured_values_are_read(files):
     import numpy as np
 
     import sciml.kinetics as kin
-    from sciml.kinetics._cli import _about, read_data
+    from sciml.cli.kinetics import _about, read_data
 
     (files / "D.csv").write_text("experiment,t,A,B\nrun1,0.1,0.9,-0.0166\nrun1,0.2,,-1e-3\n")
     ts, values, species = read_data(files / "D.csv", kin.Mechanism.from_text(MECH), ["run1"])

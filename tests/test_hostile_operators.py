@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from sciml.operators._cli import main
+from sciml.cli.operator import main
 
 
 class _RunsCode:

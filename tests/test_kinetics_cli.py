@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sciml.kinetics as kin
-from sciml.kinetics._cli import main
+from sciml.cli.kinetics import main
 
 
 MECH = "A + * <=> A*   ; ka, kd\nA* -> B + *   ; kr\n"

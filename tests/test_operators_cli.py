@@ -8,7 +8,7 @@ import pytest
 
 import sciml.cli
 import sciml.data as sd
-from sciml.operators._cli import main
+from sciml.cli.operator import main
 
 
 @pytest.fixture(scope="module")

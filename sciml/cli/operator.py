@@ -21,16 +21,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..cli import (
+from ._validators import (
     CLIError,
-    _check_out_dir,
-    _first_missing,
-    _positive_float,
-    _positive_int,
-    _refuse_earlier_results,
-    _remove_if_empty,
-    _seed,
-    _step_count,
+    check_out_dir,
+    first_missing,
+    positive_float,
+    positive_int,
+    prng_seed,
+    refuse_earlier_results,
+    remove_if_empty,
+    step_count,
 )
 
 
@@ -63,21 +63,21 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     t.add_argument("--test", required=True, help="test data (.npz)")
     t.add_argument("--model", choices=("deeponet", "lssl"), default="deeponet",
                    help="deeponet (default; any layout) or lssl (aligned data only)")
-    t.add_argument("--steps", type=_step_count, default=10000, help="Adam steps (10000)")
-    t.add_argument("--seed", type=_seed, default=0, help="PRNG seed (0)")
+    t.add_argument("--steps", type=step_count, default=10000, help="Adam steps (10000)")
+    t.add_argument("--seed", type=prng_seed, default=0, help="PRNG seed (0)")
     t.add_argument("--out", required=True, help="output directory (not holding the inputs)")
     t.add_argument("--force", action="store_true",
                    help="replace the results of an earlier run in --out")
     t.add_argument("--allow-pickle", action="store_true",
                    help="read DeepXDE's object-array key X; unpickling runs any code the file "
                         "carries, so only for files you made or trust")
-    t.add_argument("--lr", type=_positive_float, default=None,
+    t.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate (deeponet 1e-3, lssl 3e-3, decayed)")
-    t.add_argument("--width", type=_positive_int, default=None,
+    t.add_argument("--width", type=positive_int, default=None,
                    help="hidden width (deeponet 40 = p; lssl 16 features)")
-    t.add_argument("--depth", type=_positive_int, default=None,
+    t.add_argument("--depth", type=positive_int, default=None,
                    help="hidden layers per net (deeponet 2) or LSSL blocks (lssl 2)")
-    t.add_argument("--batch-size", type=_positive_int, default=None,
+    t.add_argument("--batch-size", type=positive_int, default=None,
                    help="functions (cartesian) or rows (triple) per step (deeponet: all; "
                         f"lssl: {_LSSL_BATCH})")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -97,7 +97,7 @@ def _refuse_out(args) -> pathlib.Path:
                 f"--out {args.out}: holds the --{what} file {getattr(args, what)}; name a "
                 "separate directory for the results, so that they never replace an input."
             )
-    _refuse_earlier_results([], args.force, extra=[out / name for name in _OUTPUTS])
+    refuse_earlier_results([], args.force, extra=[out / name for name in _OUTPUTS])
     return out
 
 
@@ -225,13 +225,13 @@ def _run(args, prog) -> dict:
             "which runs any code the file carries; use it only for files you made or trust.",
             file=sys.stderr,
         )
-    created = _first_missing(out)
-    _check_out_dir(out)
+    created = first_missing(out)
+    check_out_dir(out)
     try:
         train, test, dt_scale, h_train = _load_checked(args)
         metrics = _train(args, out, train, test, dt_scale, h_train, t_start)
     except BaseException:
-        _remove_if_empty(out, created)
+        remove_if_empty(out, created)
         raise
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics

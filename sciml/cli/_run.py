@@ -1,27 +1,5 @@
-"""The `sciml` command: list and run registered problems, and the family commands.
-
-A *problem* is a script in a `problems/` folder (see README, "Adding a problem"):
-
-```python
-\"\"\"One-line description shown by `sciml list`.\"\"\"
-import sciml.cli
-
-NAME = "poisson-1d"
-
-def run(options: sciml.cli.RunOptions) -> dict:
-    ...                      # build objects, sciml.fit, write PNGs into options.out
-    return {"rel_l2": ...}   # the figures a user checks
-
-if __name__ == "__main__":
-    raise SystemExit(sciml.cli.script_main(NAME, run))
-```
-
-`sciml list` reads NAME and the docstring without importing the script (fast);
-`sciml run NAME` imports it and calls `run`, then writes `metrics.json` and
-`report.md` beside the plots. Problems are looked up in `$SCIML_PROBLEMS`, then
-`./problems`, then the problems shipped with sciml; a name defined twice is run from
-the first folder, with a warning naming both files.
-"""
+"""`sciml list` and `sciml run`: problem scripts found by path, run into folders with
+their metrics, plots and a report."""
 
 from __future__ import annotations
 
@@ -36,10 +14,19 @@ import os
 import pathlib
 import platform
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
+
+from ._validators import (
+    CLIError,
+    check_out_dir,
+    first_missing,
+    prng_seed,
+    refuse_earlier_results,
+    remove_if_empty,
+    step_count,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,11 +69,7 @@ class ProblemEntry:
     shadows: tuple[pathlib.Path, ...] = ()
 
 
-class CLIError(Exception):
-    """A bad option or file: printed as `sciml: error: ...`, exit status 2."""
-
-
-_SHIPPED = pathlib.Path(__file__).resolve().parent.parent / "problems"
+_SHIPPED = pathlib.Path(__file__).resolve().parents[2] / "problems"
 
 
 def _problem_dirs(explicit: str | None) -> list[pathlib.Path]:
@@ -230,78 +213,15 @@ def _write_report(
     (out / "report.md").write_text("\n".join(lines))
 
 
-def _first_missing(path: pathlib.Path) -> pathlib.Path | None:
-    """The outermost folder of `path` that does not exist yet (None if it exists)."""
-    path = pathlib.Path(os.path.abspath(path))
-    missing = None
-    while not path.exists() and path != path.parent:
-        missing, path = path, path.parent
-    return missing
-
-
-def _remove_if_empty(path: pathlib.Path, top: pathlib.Path | None) -> None:
-    """Removes the empty folders from `path` up to `top` (folders this run created), so
-    a refused or failed run leaves no empty output directory behind."""
-    if top is None:
-        return
-    path = pathlib.Path(os.path.abspath(path))
-    while True:
-        try:
-            path.rmdir()  # only if empty
-        except OSError:
-            return
-        if path == top or path == path.parent:
-            return
-        path = path.parent
-
-
-def _check_out_dir(path: pathlib.Path) -> None:
-    """Refuses an `--out` that cannot take the results, before any work: a file, a
-    directory that cannot be created, or one that cannot be written to."""
-    if path.exists() and not path.is_dir():
-        raise CLIError(f"--out {path}: is a file; name a directory for the results.")
-    created = _first_missing(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        _remove_if_empty(path, created)
-        raise CLIError(
-            f"--out {path}: cannot write results there ({e.strerror or e}); name a "
-            "directory you can write to."
-        ) from None
-
-
-# What a problem run writes besides its plots; finding them means an earlier run's
-# results (or a user's own report.md) would be overwritten.
-_RESULT_FILES = ("metrics.json", "report.md")
-
-
-def _refuse_earlier_results(folders, force: bool, extra=()) -> None:
-    """Refuses, before any work, output folders that hold an earlier run's results,
-    unless `--force`."""
-    if force:
-        return
-    taken = [pathlib.Path(f) / n for f in folders for n in _RESULT_FILES]
-    taken = [p for p in (*taken, *map(pathlib.Path, extra)) if p.exists()]
-    if taken:
-        listed = ", ".join(map(str, taken[:4])) + (", ..." if len(taken) > 4 else "")
-        raise CLIError(
-            f"--out: {listed} already exist (results of an earlier run?). Pass --force to "
-            "replace them, or name another --out."
-        )
-
-
 def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None = None) -> dict:
     """Runs one problem into `options.out`; returns its metrics (with wall time and
     `fit_steps`, the steps trained by `sciml.fit` in the run)."""
-    created = _first_missing(options.out)
-    _check_out_dir(options.out)
+    created = first_missing(options.out)
+    check_out_dir(options.out)
     try:
         return _run_problem(entry, options, run)
     except BaseException:
-        _remove_if_empty(options.out, created)
+        remove_if_empty(options.out, created)
         raise
 
 
@@ -310,7 +230,7 @@ def _run_problem(entry, options, run):
         run = _load_run(entry)
     import jax
 
-    from .train import counting_steps
+    from ..train import counting_steps
 
     x64 = bool(jax.config.jax_enable_x64)
     # File times have coarse resolution on some file systems: allow a second.
@@ -347,61 +267,18 @@ def _run_problem(entry, options, run):
     return metrics
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
-def _step_count(text: str) -> int:
-    """`--steps`: a positive int that the int32 step counter of `sciml.fit` holds."""
-    value = _positive_int(text)
-    if value > 2**31 - 1:
-        raise argparse.ArgumentTypeError(
-            f"expected at most 2147483647 steps (the training step counter is int32), "
-            f"got {value}"
-        )
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    # jax.random.key takes the seed modulo 2**32 (without float64), so a larger one
-    # silently repeats a smaller one's numbers.
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {value}")
-    return value
-
-
 def _add_run_options(p: argparse.ArgumentParser, *, out_default: str | None) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes (about 20 s each)")
     p.add_argument(
         "--steps",
-        type=_step_count,
+        type=step_count,
         default=None,
         metavar="N",
         help="steps of the problem's main training stage (fixed stages such as an L-BFGS "
         "refinement keep their size); metrics.json records the steps actually trained "
         "(fit_steps)",
     )
-    p.add_argument("--seed", type=_seed, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--seed", type=prng_seed, default=0, help="PRNG seed (default 0)")
     p.add_argument(
         "--out",
         default=out_default,
@@ -450,11 +327,11 @@ def _cmd_run(args) -> int:
     base = pathlib.Path(args.out) if args.out else pathlib.Path("runs")
     outs = {n: base / n if (args.name == "all" or not args.out) else base for n in selected}
     # Before the first problem runs.
-    _refuse_earlier_results(
+    refuse_earlier_results(
         outs.values(), args.force, extra=[base / "report.md"] if args.name == "all" else []
     )
-    created = _first_missing(base)
-    _check_out_dir(base)
+    created = first_missing(base)
+    check_out_dir(base)
     started = time.time() - 1.0
     rows, failed = [], []
     for name, out in outs.items():
@@ -481,7 +358,7 @@ def _cmd_run(args) -> int:
     if args.name == "all":
         _write_index(base, rows, problems, started)
         print(f"report: {base / 'report.md'}")
-    _remove_if_empty(base, created)
+    remove_if_empty(base, created)
     if failed:
         print(f"sciml: {len(failed)} problem(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -511,67 +388,6 @@ def _write_index(base: pathlib.Path, rows, problems, started: float | None = Non
     (base / "report.md").write_text("\n".join(lines))
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sciml", description="Scientific machine learning on JAX: run problems and tools."
-    )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    pl = sub.add_parser("list", help="list the registered problems")
-    pl.add_argument("--problems", help="folder of problem scripts (default: ./problems)")
-    pl.set_defaults(func=_cmd_list)
-    pr = sub.add_parser("run", help="run a problem (or 'all')")
-    pr.add_argument("name", help="problem name from `sciml list`, or 'all'")
-    pr.add_argument("--problems", help="folder of problem scripts (default: ./problems)")
-    _add_run_options(pr, out_default=None)
-    pr.set_defaults(func=_cmd_run)
-    for command, module, help_text in _FAMILY_COMMANDS:
-        if _family_available(module):
-            pf = sub.add_parser(command, help=help_text, add_help=False)
-            pf.add_argument("rest", nargs=argparse.REMAINDER)
-            pf.set_defaults(func=_family_runner(command, module))
-    return p
-
-
-def _family_runner(command: str, module: str):
-    def run(args) -> int:
-        return importlib.import_module(module).main(list(args.rest), prog=f"sciml {command}")
-
-    return run
-
-
-# Family commands: (subcommand, module with main(argv) -> int, help). They are parsed
-# by their own module, imported only when used, so `sciml list` stays fast.
-_FAMILY_COMMANDS = (
-    ("kinetics", "sciml.kinetics._cli", "microkinetic models: simulate and fit mechanisms"),
-    ("operator", "sciml.operators._cli", "train DeepONet / LSSL on DeepXDE-layout npz files"),
-)
-
-
-def _family_available(module: str) -> bool:
-    parts = module.split(".")[1:]
-    here = pathlib.Path(__file__).resolve().parent
-    return here.joinpath(*parts[:-1], parts[-1] + ".py").is_file()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `sciml` command."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
-    # A family command gets every argument after its name untouched: argparse's
-    # REMAINDER drops a leading option, so `sciml kinetics --help` failed as an
-    # unrecognised argument of `sciml`.
-    family = {c: m for c, m, _ in _FAMILY_COMMANDS if _family_available(m)}
-    if argv and argv[0] in family:
-        args = argparse.Namespace(rest=argv[1:], func=_family_runner(argv[0], family[argv[0]]))
-    else:
-        args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except CLIError as e:
-        parser.exit(2, f"sciml: error: {e}\n")
-
-
 def script_main(name: str, run: Callable, argv: Sequence[str] | None = None) -> int:
     """`python problems/x.py [--quick] [--steps N] [--seed S] [--out DIR] [--force] [--quiet]`."""
     parser = argparse.ArgumentParser(prog=f"problems/{name}", description=f"Run problem {name}.")
@@ -591,14 +407,10 @@ def script_main(name: str, run: Callable, argv: Sequence[str] | None = None) -> 
         progress=not args.quiet,
     )
     try:
-        _refuse_earlier_results([options.out], args.force)
+        refuse_earlier_results([options.out], args.force)
         metrics = run_problem(entry, options, run)
     except CLIError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     print(f"{name}: {_fmt(metrics)}")
     print(f"wrote {options.out / 'metrics.json'} and {options.out / 'report.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

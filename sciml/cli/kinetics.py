@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..cli import _positive_float, _seed
+from ._validators import positive_float, prng_seed
 
 
 class InputError(ValueError):
@@ -344,7 +344,7 @@ def _parser(prog):
     s.add_argument("--mechanism", required=True, help="mechanism text file (M.txt)")
     s.add_argument("--rates", required=True, help="JSON {constant: k} (R.json)")
     s.add_argument("--initial", required=True, help="CSV of initial states (I.csv)")
-    s.add_argument("--t-end", required=True, type=_positive_float, help="final time")
+    s.add_argument("--t-end", required=True, type=positive_float, help="final time")
     s.add_argument("--points", type=_points, default=101, help="output times (default 101)")
     s.add_argument("--out", required=True, help="output CSV (S.csv)")
     s.add_argument("--force", action="store_true", help="overwrite an existing --out file")
@@ -360,7 +360,7 @@ def _parser(prog):
         "Cramér-Rao bound on the benchmarks in under a minute), 'esmda' (ensemble smoother) or "
         "'kinn' (neural surrogate, minutes, wider std)",
     )
-    f.add_argument("--seed", type=_seed, default=0, help="PRNG seed in [0, 2**32)")
+    f.add_argument("--seed", type=prng_seed, default=0, help="PRNG seed in [0, 2**32)")
     f.add_argument(
         "--semi-quantitative",
         nargs="*",
@@ -368,7 +368,7 @@ def _parser(prog):
         metavar="SPECIES",
         help="observed species whose signal has an unknown scale (fitted)",
     )
-    f.add_argument("--noise-std", type=_positive_float, default=None, help="known noise std")
+    f.add_argument("--noise-std", type=positive_float, default=None, help="known noise std")
     f.add_argument(
         "--polish",
         nargs="?",
@@ -437,7 +437,7 @@ def _check_out_file(args) -> pathlib.Path:
     return out
 
 
-def _check_out_dir(args) -> pathlib.Path:
+def check_out_dir(args) -> pathlib.Path:
     """`--out` of `fit`: a directory without an earlier result (or with `--force`)."""
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
@@ -468,7 +468,7 @@ def _points(text):
 
 
 def _load_mechanism(path):
-    from ._mechanism import Mechanism
+    from ..kinetics import Mechanism
 
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such mechanism file.")
@@ -492,7 +492,7 @@ def _simulate(args) -> int:
     import diffrax
     import jax.numpy as jnp
 
-    from ._simulate import simulate
+    from ..kinetics import simulate
 
     ts = np.linspace(0.0, args.t_end, args.points)
     controller = diffrax.PIDController(rtol=1e-9, atol=1e-11)
@@ -537,7 +537,7 @@ def _fit(args) -> int:
             f"--polish {args.polish} refines a KINN surrogate fit; it does not apply to "
             f"--method {method}{chosen} (drop --polish or use --method kinn)."
         )
-    out = _check_out_dir(args)
+    out = check_out_dir(args)
     mech = _load_mechanism(args.mechanism)
     names, x0 = read_initial(args.initial, mech)
     ts, values, species = read_data(args.data, mech, names)
@@ -547,9 +547,7 @@ def _fit(args) -> int:
                 f"--semi-quantitative {s!r}: not an observed column of {args.data} ({species})."
             )
     jax = _jax64()
-    from ._data import Observations
-    from ._estimators import ESMDA, DirectFit, estimate
-    from ._kinn import KINN
+    from ..kinetics import ESMDA, KINN, DirectFit, Observations, estimate
 
     obs = Observations.make(
         mech,
@@ -689,7 +687,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "sciml kinetics") -> int
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # a MechanismError names the file and line already
-        from ._mechanism import MechanismError
+        from ..kinetics import MechanismError
 
         if isinstance(e, MechanismError):
             print(f"{prog}: error: {e}", file=sys.stderr)

@@ -1,0 +1,6 @@
+"""`python -m sciml.cli`: the `sciml` command."""
+
+from . import main
+
+
+raise SystemExit(main())
