@@ -12,12 +12,6 @@ from ._conditions import (
     RobinBC as RobinBC,
     normal_derivative as normal_derivative,
 )
-from ._csg import (
-    AbstractCSG as AbstractCSG,
-    Difference as Difference,
-    Intersection as Intersection,
-    Union as Union,
-)
 from ._derivatives import (
     curl as curl,
     derivative as derivative,
@@ -35,11 +29,15 @@ from ._derivatives import (
     vector_laplacian as vector_laplacian,
 )
 from ._domains import (
+    AbstractCSG as AbstractCSG,
     AbstractDomain as AbstractDomain,
     Boundary as Boundary,
     Box as Box,
+    Difference as Difference,
+    Intersection as Intersection,
     Interval as Interval,
     SpaceTime as SpaceTime,
+    Union as Union,
 )
 from ._eigen import (
     ConditionalEigenPINN as ConditionalEigenPINN,
