@@ -28,12 +28,23 @@ measured difference).
 
     python benchmarks/fit_overhead.py              # 5000 steps, 5 rounds
     python benchmarks/fit_overhead.py --quick      # 1000 steps, 1 round, 2 pairs
+    python benchmarks/fit_overhead.py --against REV [--repeat K] [--only burgers]
+
+`--against REV` compares two versions of sciml in one run: a git worktree of REV and this
+tree run the benchmark alternately (REV, this, REV, this, ... `--repeat` times each, one
+process each, the same script), and the alternated-triples line of every run is printed
+with its version, so a change of the loop is measured against the machine's drift.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import pathlib
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import equinox as eqx
@@ -236,7 +247,12 @@ def main():
     p.add_argument("--only", choices=["tiny", "burgers"], default=None)
     p.add_argument("--pairs", type=int, default=10,
                    help="alternated steady-state triples scan, fit, scan (0 to skip)")
+    p.add_argument("--against", metavar="REV",
+                   help="also run a git worktree of REV, alternately with this tree")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each version (--against)")
     args = p.parse_args()
+    if args.against:
+        return compare_versions(args)
     if args.quick:
         args.steps, args.rounds, args.pairs = 1000, 1, min(args.pairs, 2)
 
@@ -318,6 +334,31 @@ def main():
             print(f"| {w} | {v} | {c:.2f} | {s:,.0f} | {t:.2f} | {loss:.3e} |")
     for line in alternated:
         print(f"\n{line}")
+
+
+def compare_versions(args):
+    """Runs this script without `--against` on REV's sciml and on this tree's, alternately."""
+    here = pathlib.Path(__file__).resolve().parents[1]
+    forwarded = ["--steps", str(args.steps), "--rounds", "1", "--pairs", str(args.pairs)]
+    if args.only:
+        forwarded += ["--only", args.only]
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = pathlib.Path(tmp) / "sciml-rev"
+        subprocess.run(["git", "-C", str(here), "worktree", "add", "--detach", "-q", str(tree),
+                        args.against], check=True)
+        try:
+            versions = {args.against: tree, "this tree": here}
+            for k in range(args.repeat):
+                for label, root in versions.items():
+                    env = dict(os.environ, PYTHONPATH=str(root))
+                    out = subprocess.run([sys.executable, __file__, *forwarded], env=env,
+                                         capture_output=True, text=True, check=True).stdout
+                    for line in out.splitlines():
+                        if "alternated triples" in line:
+                            print(f"[{label}, run {k + 1}] {line}", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(here), "worktree", "remove", "--force",
+                            str(tree)], check=False)
 
 
 if __name__ == "__main__":
