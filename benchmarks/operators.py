@@ -15,9 +15,20 @@
    [100, 40, 40] / [1, 40, 40], ReLU, Glorot normal, Adam 1e-3, full batch). DeepXDE
    runs in its own environment, given by `--deepxde-python` (a venv with
    `pip install torch deepxde`); the section is skipped without it.
+5. `lssl-speed` (issue 25): training steps per second of the deep LSSL that
+   `sciml operator train --model lssl` builds, on 1000 aligned antiderivative functions
+   with 50 sensors: the earlier path (one LU per feature and step, FFT, full batch)
+   beside each change alone and the command's default, in one run.
+6. `lssl-cli` (issue 25): the command itself with its defaults on that data and on an
+   operator no test uses, the forced Duffing oscillator s'' + 0.3 s' + 4 s + 8 s^3 =
+   4 u(t), s(0) = s'(0) = 0 (reference: sciml.data.solve_ode); test relative L2 (target
+   <= 5e-2), steps/s (target >= 50), and full batches against the default minibatches
+   at equal steps.
 
-    python benchmarks/operators.py [--quick] [--only views,deeponet,lssl,deepxde]
-        [--deepxde-python /path/to/venv/bin/python] [--markdown FILE]
+    python benchmarks/operators.py [--quick]
+        [--only views,deeponet,lssl,deepxde,lssl-speed,lssl-cli]
+        [--deepxde-python /path/to/venv/bin/python] [--lssl-compare-steps N]
+        [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import time
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import sciml
@@ -127,7 +139,8 @@ def lssl(quick: bool) -> list[str]:
         )
     rows.append(f"| m = 100, analytic integrator (A = 0) | h | {m['integrator_rel_l2']:.2e} | |")
     rows.append("")
-    rows.append(f"training: {m['steps']} steps in {m['train_s']:.1f} s")
+    rows.append(f"training: {m['steps']} steps in {m['train_s']:.1f} s "
+                f"({m['steps_per_s']:.0f} steps/s after compiling)")
     return rows
 
 
@@ -138,8 +151,8 @@ import numpy as np
 import deepxde as dde
 path, steps = sys.argv[1], int(sys.argv[2])
 dde.config.set_random_seed(0)
-f = np.load(path, allow_pickle=True)
-x = (f["X"][0].astype(np.float32), f["X"][1].astype(np.float32))
+f = np.load(path)  # sciml.data.save_npz's plain arrays: no pickle
+x = (f["X_branch"].astype(np.float32), f["X_trunk"].astype(np.float32))
 y = f["y"].astype(np.float32)
 data = dde.data.TripleCartesianProd(X_train=x, y_train=y, X_test=x, y_test=y)
 net = dde.nn.DeepONetCartesianProd([100, 40, 40], [1, 40, 40], "relu", "Glorot normal")
@@ -190,19 +203,156 @@ def deepxde(quick: bool, python: str | None) -> list[str]:
     ]
 
 
+class _SolveEachFeature(so.AbstractDiscretisation):
+    """The discretisation path before issue 25: `inner`'s general solve (one LU per
+    feature and step), whatever the structure of A."""
+
+    inner: so.AbstractDiscretisation
+
+    def __call__(self, A, B, dt):
+        return self.inner(A, B, dt)
+
+    def many(self, A, B, dts, *, lower=False):
+        return super().many(A, B, dts)
+
+
+def _aligned_antiderivative(num, key):
+    return sd.antiderivative(sd.GRF(0.2), num=num, sensors=50, key=key)
+
+
+def _duffing(num, key):
+    """The forced Duffing oscillator on u ~ GRF(0.2): s'' + 0.3 s' + 4 s + 8 s^3 = 4 u."""
+    space = sd.GRF(0.2)
+    x = jnp.linspace(0.0, 1.0, 50)
+
+    def solve(f):
+        def rhs(t, s):
+            force = 4 * space.evaluate(f, t)
+            return jnp.stack([s[1], force - 0.3 * s[1] - 4 * s[0] - 8 * s[0] ** 3])
+
+        return sd.solve_ode(rhs, jnp.zeros((2,), f.dtype), x, t0=0.0)[:, 0]
+
+    features = space.sample(key, num)
+    u = jax.vmap(lambda f: space.evaluate(f, x))(features)
+    s = jax.jit(jax.vmap(solve))(features)
+    return sd.TripleCartesianProd(np.asarray(u), np.asarray(x)[:, None], np.asarray(s))
+
+
+def _fit_lssl(train, *, steps, batch, lr=1e-2, solve_each=False, fft=False, key=0):
+    """The deep LSSL of `sciml operator train --model lssl` (16 features, state 32,
+    depth 2, LegS, Adam at `lr` halved every steps/4); returns the fit result."""
+    h = so.check_aligned(train)
+    kwargs = dict(init=so.LegS(), dt_min=h / 2, dt_max=2 * h)
+    if solve_each:
+        kwargs["discretisation"] = _SolveEachFeature(so.GBT(0.5))
+    mkey, fkey = jax.random.split(jax.random.key(key))
+    model = so.DeepLSSL("scalar", "scalar", features=16, state_size=32, depth=2,
+                        lssl_kwargs=kwargs, key=mkey)
+    view = so.Convolutional(direct_up_to=0 if fft else 128)
+
+    def loss(m, b, *, key=None):
+        pred = jax.vmap(lambda u: so.sequence_apply(m, u, view=view))(b.branch)
+        return jnp.mean((pred - b.y) ** 2)
+
+    arrays = so.as_arrays(train)
+    data = sd.FunctionBatches(arrays, batch) if batch < len(train) else arrays
+    schedule = optax.exponential_decay(lr, max(steps // 4, 1), 0.5)
+    return sciml.fit(model, loss, optax.adam(schedule), steps=steps, data=data, key=fkey,
+                     progress=False)
+
+
+def lssl_speed(quick: bool) -> list[str]:
+    train = _aligned_antiderivative(1000, jax.random.key(0))
+    slow, fast = (10, 100) if quick else (40, 400)
+    # Speed only: the learning rate does not change the cost of a step.
+    configs = [
+        ("LU per feature and step, FFT, full batch (before)", True, True, 1000, slow),
+        ("products instead of LU, FFT, full batch", False, True, 1000, slow),
+        ("products, Toeplitz product (L <= 128), full batch", False, False, 1000, slow),
+        ("LU per feature and step, FFT, batch 100", True, True, 100, slow),
+        ("products, Toeplitz, batch 100 (the command's default)", False, False, 100, fast),
+    ]
+    lines = [
+        "### LSSL training speed: `sciml operator train --model lssl`'s network "
+        "(issue 25)", "",
+        "1000 aligned antiderivative functions, 50 sensors; DeepLSSL 16 features, state 32, "
+        "depth 2, LegS, GBT(1/2); float32.", "",
+        "| path | steps | steps/s (after compiling) | compile (s) |", "|---|---|---|---|",
+    ]
+    for label, solve_each, fft, batch, steps in configs:
+        r = _fit_lssl(train, steps=steps, batch=batch, solve_each=solve_each, fft=fft)
+        lines.append(f"| {label} | {steps} | {r.timings['steps_per_second']:.1f} | "
+                     f"{r.timings['compile']:.1f} |")
+    return lines
+
+
+def _cli(train, test, steps, out):
+    from sciml.cli.operator import main as operator_main
+
+    argv = ["train", "--model", "lssl", "--train", str(train), "--test", str(test),
+            "--out", str(out), "--quiet"]
+    if steps is not None:
+        argv += ["--steps", str(steps)]
+    t0 = time.perf_counter()
+    assert operator_main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["process_s"] = time.perf_counter() - t0
+    return metrics
+
+
+def lssl_cli(quick: bool, compare: int | None = None) -> list[str]:
+    steps = 1000 if quick else None  # None: the command's default (10000)
+    compare = compare or (300 if quick else 2000)
+    lines = [
+        "### `sciml operator train --model lssl` with its defaults (issue 25)", "",
+        "1000 training and 200 test functions, 50 sensors, GRF(0.2) inputs.", "",
+        "| operator | steps | batch | test rel. L2 | steps/s | training (s) | command (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as d:
+        d = pathlib.Path(d)
+        for name, make in (("antiderivative", _aligned_antiderivative),
+                           ("forced Duffing (no test uses it)", _duffing)):
+            stem = name.split()[0]
+            sd.save_npz(d / f"{stem}_train.npz", make(1000, jax.random.key(1)))
+            sd.save_npz(d / f"{stem}_test.npz", make(200, jax.random.key(2)))
+            m = _cli(d / f"{stem}_train.npz", d / f"{stem}_test.npz", steps, d / stem)
+            lines.append(
+                f"| {name} | {m['steps']} | {m['batch_size']} | {m['test_mean_rel_l2']:.2e} | "
+                f"{m['steps_per_s']:.0f} | {m['train_time_s']:.1f} | {m['process_s']:.1f} |"
+            )
+        # The earlier default (full batches, Adam 3e-3) against the default at equal
+        # steps, the same network and schedule, on the Duffing data.
+        train = sd.load_npz(d / "forced_train.npz")
+        test = so.as_arrays(sd.load_npz(d / "forced_test.npz"))
+        lines += ["", f"Forced Duffing, {compare} steps each (same network and schedule):", "",
+                  "| batch | Adam lr | test rel. L2 | steps/s | training (s) |",
+                  "|---|---|---|---|---|"]
+        for batch, lr in ((1000, 3e-3), (100, 3e-3), (100, 1e-2)):
+            r = _fit_lssl(train, steps=compare, batch=batch, lr=lr)
+            rel = so.evaluate(r.model, test)["rel_l2"]
+            lines.append(f"| {batch} | {lr:g} | {rel:.2e} | "
+                         f"{r.timings['steps_per_second']:.1f} | {r.timings['total']:.1f} |")
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    p.add_argument("--only", default="views,deeponet,lssl,deepxde",
+    p.add_argument("--only", default="views,deeponet,lssl,deepxde,lssl-speed,lssl-cli",
                    help="comma-separated sections")
     p.add_argument("--markdown", help="also write the tables to this file")
     p.add_argument("--deepxde-python", help="python of a venv with torch and deepxde")
+    p.add_argument("--lssl-compare-steps", type=int, default=None,
+                   help="steps of lssl-cli's minibatch / full-batch comparison (2000)")
     args = p.parse_args(argv)
     sections = {
         "views": views,
         "deeponet": deeponet,
         "lssl": lssl,
         "deepxde": lambda quick: deepxde(quick, args.deepxde_python),
+        "lssl-speed": lssl_speed,
+        "lssl-cli": lambda quick: lssl_cli(quick, args.lssl_compare_steps),
     }
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in sections]

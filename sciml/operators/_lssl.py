@@ -105,7 +105,7 @@ class Convolutional(AbstractView):
 
     - `direct_up_to`: sequences of at most this length use the Toeplitz product
       (default 128), whose cost grows as L^2 against the FFT's L log L. On a 2-core
-      CPU the product was the faster up to L = 100 (9x at L = 50 with a batch of
+      CPU the product was the faster up to L = 100 (4x at L = 50 with a batch of
       1000 sequences, H = 16), the FFT from L = 200 with batches of 100
       (`benchmarks/RESULTS.md`, issue 25).
     """
