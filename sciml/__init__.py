@@ -12,6 +12,8 @@ from .train import (
     DivergenceError as DivergenceError,
     FitInfo as FitInfo,
     FitResult as FitResult,
+    GaussNewton as GaussNewton,
+    LevenbergMarquardt as LevenbergMarquardt,
     Minibatches as Minibatches,
     Stage as Stage,
     fit as fit,

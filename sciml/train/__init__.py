@@ -16,6 +16,17 @@ from ._data import (
     Resampler as Resampler,
 )
 from ._fit import counting_steps as counting_steps, fit as fit
+from ._gauss_newton import (
+    AbstractGaussNewtonSolver as AbstractGaussNewtonSolver,
+    AbstractSearch as AbstractSearch,
+    AdaptiveDamping as AdaptiveDamping,
+    CGSolve as CGSolve,
+    DenseSolve as DenseSolve,
+    GaussNewton as GaussNewton,
+    GridLineSearch as GridLineSearch,
+    LevenbergMarquardt as LevenbergMarquardt,
+    WoodburySolve as WoodburySolve,
+)
 from ._labels import param_labels as param_labels
 from ._progress import (
     AbstractProgressMeter as AbstractProgressMeter,

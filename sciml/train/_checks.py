@@ -235,12 +235,14 @@ def check_loss(loss, update: AbstractUpdate, model, batch, key, pass_step) -> Lo
 
 def _check_value(value, update):
     if update.residual:
-        if not isinstance(value, jax.ShapeDtypeStruct) or value.size < 1 or not (
-            jnp.issubdtype(value.dtype, jnp.floating)
-        ):
+        if not isinstance(value, jax.ShapeDtypeStruct) or value.ndim < 1 or (
+            value.size < 1
+        ) or not jnp.issubdtype(value.dtype, jnp.floating):
             raise ValueError(
                 f"sciml.fit: {type(update).__name__} takes a loss that returns a residual "
-                "vector r (objective ½‖r‖²; for an ensemble, the member's whitened residual "
+                "vector r (the residual convention of sciml.train: objective ½‖r‖², so "
+                "return the residuals, not their mean square; for an ensemble, the "
+                "member's whitened residual "
                 "vector (prediction - observation) / noise_std) as a float array, not a "
                 f"scalar; got {getattr(value, 'shape', type(value).__name__)}."
             )
