@@ -218,6 +218,7 @@ def solve_ode(
     rtol: float | None = None,
     atol: float | None = None,
     max_steps: int = 16384,
+    step_ts: Array | None = None,
 ) -> Array:
     """Reference solution of y' = rhs(t, y) at sorted times `ts` (diffrax, adaptive).
 
@@ -232,6 +233,10 @@ def solve_ode(
     - `solver`: a diffrax solver (default `diffrax.Tsit5()`).
     - `rtol`, `atol`: tolerances (default 1e-10 in float64, 1e-6 in float32).
     - `max_steps`: step budget.
+    - `step_ts`: times where `rhs` has a kink (a jump in a derivative), e.g. the grid
+      nodes of a piecewise-linear input; the solver lands a step on each of them instead
+      of stepping across, which an embedded error estimate sees poorly (with a GRF input
+      on 200 nodes, Tsit5 at 1e-10 was off by 1e-7 without them).
 
     **Returns:**
 
@@ -240,6 +245,9 @@ def solve_ode(
     rtol, atol = _tolerances(rtol, atol)
     solver = diffrax.Tsit5() if solver is None else solver
     dtype = jnp.result_type(y0)
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    if step_ts is not None:
+        controller = diffrax.ClipStepSizeController(controller, step_ts=step_ts)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(lambda t, y, args: rhs(t, y)),
         solver,
@@ -248,7 +256,7 @@ def solve_ode(
         dt0=None,
         y0=y0,
         saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        stepsize_controller=controller,
         max_steps=max_steps,
         throw=False,
     )
@@ -290,7 +298,8 @@ def nonlinear_ode(
             return -(s**2) + space.evaluate(f, t)
 
         return solve_ode(
-            rhs, jnp.zeros((), f.dtype), x, t0=a, solver=solver, rtol=rtol, atol=atol
+            rhs, jnp.zeros((), f.dtype), x, t0=a, solver=solver, rtol=rtol, atol=atol,
+            step_ts=space.kinks,
         )
 
     return _build(
@@ -334,7 +343,10 @@ def pendulum(
         def rhs(t, s):
             return jnp.stack([s[1], -k * jnp.sin(s[0]) + space.evaluate(f, t)])
 
-        ys = solve_ode(rhs, jnp.zeros((2,), f.dtype), x, t0=a, solver=solver, rtol=rtol, atol=atol)
+        ys = solve_ode(
+            rhs, jnp.zeros((2,), f.dtype), x, t0=a, solver=solver, rtol=rtol, atol=atol,
+            step_ts=space.kinks,
+        )
         return ys[:, 0]
 
     return _build(

@@ -167,6 +167,13 @@ class AbstractFunctionSpace(eqx.Module):
     def antiderivative(self, features: Array, x: Array) -> Array:
         """Exact integral of one function from `domain[0]` to `x`."""
 
+    @property
+    def kinks(self) -> Array | None:
+        """Points where the functions' derivative may jump (None: smooth functions).
+
+        ODE reference solvers step onto these instead of across them."""
+        return None
+
 
 class GRF(AbstractFunctionSpace):
     """Gaussian random field u ~ GP(0, k) with the RBF kernel on an interval.
@@ -232,6 +239,11 @@ class GRF(AbstractFunctionSpace):
         """The grid nodes the field is sampled on."""
         a, b = self.bounds
         return jnp.linspace(a, b, self.factor.shape[0], dtype=self.factor.dtype)
+
+    @property
+    def kinks(self) -> Array:
+        """The grid nodes: the interpolated functions have derivative jumps there."""
+        return self.grid
 
     def kernel(self, x1: Array, x2: Array) -> Array:
         """The covariance k(x1, x2) (broadcasting)."""
