@@ -48,6 +48,8 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 # most _MAX_FACTOR; otherwise conjugate gradients.
 _MAX_JACOBIAN = 25_000_000
 _MAX_FACTOR = 4096
+# Tangents (or cotangents) per pass when the Jacobian is formed.
+_PER_PASS = 4
 # λ stays within these bounds, so repeated rejections cannot overflow it (float32 too).
 _DAMPING_BOUNDS = (1e-30, 1e30)
 _MAX_GROWTH = 2.0**24
@@ -110,15 +112,24 @@ class Linearisation:
 
 def _dense(fn, x) -> Linearisation:
     """`J` by forward mode (one tangent per parameter) when there are at least as many
-    residuals as parameters, else by reverse mode (one cotangent per residual)."""
+    residuals as parameters, else by reverse mode (one cotangent per residual).
 
-    def with_value(y):
-        r, aux = fn(y)
-        return r, (r, aux)
-
+    The residual is linearised once and the tangents are pushed through it a few at a
+    time: on a 2-D Poisson PINN (P = 257, N = 1020) that took 0.1 s against 0.57 s for
+    `jax.jacfwd`, which pushes all P at once through arrays too large for the cache."""
     n = jax.eval_shape(fn, x)[0].size
-    jac = jax.jacfwd if n >= x.size else jax.jacrev
-    J, (r, aux) = jac(with_value, has_aux=True)(x)
+
+    def basis(size, dtype):
+        return lambda i: jax.nn.one_hot(i, size, dtype=dtype)
+
+    if n >= x.size:
+        r, jvp, aux = jax.linearize(fn, x, has_aux=True)
+        e = basis(x.size, x.dtype)
+        J = jax.lax.map(lambda i: jvp(e(i)), jnp.arange(x.size), batch_size=_PER_PASS).T
+    else:
+        r, vjp, aux = jax.vjp(fn, x, has_aux=True)
+        e = basis(n, r.dtype)
+        J = jax.lax.map(lambda i: vjp(e(i))[0], jnp.arange(n), batch_size=_PER_PASS)
     return Linearisation(
         r, aux,
         jvp=lambda v: jnp.matmul(J, v, precision=_HIGHEST),
