@@ -7,6 +7,8 @@ import importlib as _importlib
 
 from . import nn as nn, train as train
 from .train import (
+    BFGS as BFGS,
+    SSBFGS as SSBFGS,
     AbstractData as AbstractData,
     AbstractUpdate as AbstractUpdate,
     DivergenceError as DivergenceError,
@@ -15,6 +17,8 @@ from .train import (
     GaussNewton as GaussNewton,
     LevenbergMarquardt as LevenbergMarquardt,
     Minibatches as Minibatches,
+    SSBroyden1 as SSBroyden1,
+    SSBroyden2 as SSBroyden2,
     Stage as Stage,
     fit as fit,
     load as load,

@@ -33,6 +33,13 @@ from ._progress import (
     NoProgressMeter as NoProgressMeter,
     TqdmProgressMeter as TqdmProgressMeter,
 )
+from ._quasi_newton import (
+    BFGS as BFGS,
+    SSBFGS as SSBFGS,
+    AbstractSelfScaledBroyden as AbstractSelfScaledBroyden,
+    SSBroyden1 as SSBroyden1,
+    SSBroyden2 as SSBroyden2,
+)
 from ._serialise import load as load, save as save
 from ._types import (
     DivergenceError as DivergenceError,
