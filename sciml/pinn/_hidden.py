@@ -21,10 +21,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
 from jaxtyping import Array, PRNGKeyArray
 
 from ..nn import MLP
+
+
+# Levenberg-Marquardt steps of one closed-loop fit (from a least-squares start on the
+# hidden network it converges in a few dozen).
+_CLOSED_LOOP_STEPS = 60
 
 
 def _float_dtype():
@@ -87,7 +91,8 @@ class ClosedFormODE(eqx.Module):
 
     Built by `HiddenTermODE.closed_form(term)`; the arrays of `term` (e.g. the
     coefficients of a `sciml.symbolic.SymbolicFunction`) and `y0` train with
-    `sciml.fit(model, problem.closed_form_loss, ...)`.
+    `sciml.fit(model, problem.closed_form_loss, ...)`, or with
+    `problem.closed_form_residuals` and `sciml.GaussNewton()`.
     """
 
     term: Callable
@@ -97,6 +102,7 @@ class ClosedFormODE(eqx.Module):
     solver: diffrax.AbstractSolver = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
+    adjoint: diffrax.AbstractAdjoint = eqx.field(static=True)
 
     def rhs(self, t, y, args):
         return self.known(t, y) + self.term(y)
@@ -112,6 +118,7 @@ class ClosedFormODE(eqx.Module):
             y0=self.y0,
             saveat=diffrax.SaveAt(ts=ts),
             stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            adjoint=self.adjoint,
             max_steps=16384,
             throw=False,
         )
@@ -246,6 +253,12 @@ class HiddenTermODE(eqx.Module):
                 f"HiddenTermODE: `hidden_components` must be indices in [0, {n}), got "
                 f"{hidden_components}."
             )
+        if not (isinstance(data_weight, int | float) and math.isfinite(data_weight)
+                and data_weight >= 0):
+            raise ValueError(
+                f"HiddenTermODE: `data_weight` must be a finite number >= 0, got "
+                f"{data_weight!r}."
+            )
         for name, value in (("collocation", collocation), ("surrogate_width", surrogate_width),
                             ("hidden_width", hidden_width)):
             if int(value) < 1:
@@ -332,16 +345,25 @@ class HiddenTermODE(eqx.Module):
 
     def loss(self, model: HiddenTermModel, batch, *, key):
         """`data_weight` x normalised data misfit + mean squared normalised residual."""
+        r, terms = self.loss_residuals(model, batch, key=key)
+        return 0.5 * jnp.sum(r**2), terms
+
+    def loss_residuals(self, model: HiddenTermModel, batch, *, key):
+        """`loss` as residuals, for `sciml.GaussNewton`: the scaled data misfits and
+        physics residuals, one vector with `½‖r‖² = loss` (each block carries
+        `√(2 weight / count)`), and the same named terms."""
         del batch
         a, b = self.t_span
         t = jax.random.uniform(key, (self.collocation,), self.t_obs.dtype, a, b)
         t = jnp.concatenate([t, self.t_obs])
-        r = jax.vmap(lambda ti: self.residual(model, ti))(t)
-        residual = jnp.mean(r**2)
+        r = jax.vmap(lambda ti: self.residual(model, ti))(t).ravel()
         pred = jax.vmap(model.surrogate)(self.t_obs)
-        misfit = ((pred - self.y_obs) / self.y_scale[None, :]) ** 2 * self.mask
-        data = jnp.sum(misfit) / jnp.sum(self.mask)
-        return self.data_weight * data + residual, {"data": data, "residual": residual}
+        misfit = ((pred - self.y_obs) / self.y_scale[None, :] * jnp.sqrt(self.mask)).ravel()
+        count = jnp.sum(self.mask)
+        terms = {"data": jnp.sum(misfit**2) / count, "residual": jnp.mean(r**2)}
+        out = jnp.concatenate([misfit * jnp.sqrt(2 * self.data_weight / count),
+                               r * math.sqrt(2 / r.size)])
+        return out, terms
 
     def trajectory_error(self, predict: Callable, ts, reference) -> float:
         """Relative L2 error of `predict(ts)` (shape (len(ts), n)) against `reference`."""
@@ -357,12 +379,20 @@ class HiddenTermODE(eqx.Module):
         solver: diffrax.AbstractSolver = diffrax.Tsit5(),
         rtol: float = 1e-8,
         atol: float = 1e-10,
+        adjoint: diffrax.AbstractAdjoint | None = None,
     ) -> ClosedFormODE:
         """The ODE with the hidden term replaced by `term` (e.g. `discovery.jax_fn`).
 
         `term(y)` must return the full hidden-term vector (shape `(n,)`). The initial
         state `y0` defaults to the first observation (NaN entries from `y_obs`' mean).
-        Fit its coefficients with `sciml.fit(model, problem.closed_form_loss, ...)`.
+        Fit its coefficients with `sciml.fit(model, problem.closed_form_loss, ...)`
+        (a gradient method), or with `problem.closed_form_residuals` and
+        `sciml.GaussNewton()` (Levenberg-Marquardt; pass
+        `adjoint=diffrax.ForwardMode()`: with more readings than coefficients its
+        Jacobian is formed in forward mode, which the default adjoint does not support).
+
+        `adjoint` is how diffrax differentiates the solve (default
+        `diffrax.RecursiveCheckpointAdjoint()`, reverse mode).
         """
         if y0 is None:
             y0 = jnp.where(self.mask[0] > 0, self.y_obs[0], self.y_mean)
@@ -378,14 +408,27 @@ class HiddenTermODE(eqx.Module):
                 f"closed_form: term(y) must return shape ({self.n},), got "
                 f"{getattr(out, 'shape', None)}."
             )
-        return ClosedFormODE(term, y0, self.known, float(self.t_obs[0]), solver, rtol, atol)
+        adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+        if not isinstance(adjoint, diffrax.AbstractAdjoint):
+            raise TypeError(
+                f"closed_form: `adjoint` must be a diffrax adjoint (e.g. "
+                f"diffrax.ForwardMode()), got {adjoint!r}."
+            )
+        return ClosedFormODE(term, y0, self.known, float(self.t_obs[0]), solver, rtol, atol,
+                             adjoint)
 
     def closed_form_loss(self, model: ClosedFormODE, batch, *, key):
         """Normalised misfit of the closed-form ODE's trajectory to the data."""
+        r = self.closed_form_residuals(model, batch, key=key)
+        return 0.5 * jnp.sum(r**2)
+
+    def closed_form_residuals(self, model: ClosedFormODE, batch, *, key):
+        """`closed_form_loss` as residuals for `sciml.GaussNewton`: the normalised
+        misfits, flat, with `½‖r‖² = closed_form_loss`."""
         del batch, key
         pred = model(self.t_obs)
-        misfit = ((pred - self.y_obs) / self.y_scale[None, :]) ** 2 * self.mask
-        return jnp.sum(misfit) / jnp.sum(self.mask)
+        misfit = (pred - self.y_obs) / self.y_scale[None, :] * jnp.sqrt(self.mask)
+        return jnp.ravel(misfit) * jnp.sqrt(2 / jnp.sum(self.mask))
 
     def states(self, model: HiddenTermModel, points: int = 200):
         """States of the surrogate at `points` times spread over the observed times.
@@ -426,14 +469,15 @@ class HiddenTermODE(eqx.Module):
         2. Closed-loop selection. A combination of supports (one per component, from
            the candidates of the threshold path) is put into the ODE, and its
            coefficients and initial state are fitted to the data through the solver
-           (Levenberg-Marquardt, forward-mode sensitivities). Its score is the
-           extended BIC of the data misfit with one noise variance per component,
-           `sum_i N_i log(RSS_i / N_i) + k log N + 2 sum_i log C(m, k_i)` (Chen and
-           Chen, Biometrika 2008: the extension accounts for the many supports
-           searched). Coordinate descent over the components picks the combination
-           (ties: the sparser). The data, not the network, have the last word: along
-           one trajectory the library columns are nearly collinear, and a few percent
-           of error in the network moves the regression's support.
+           (`sciml.GaussNewton`: Levenberg-Marquardt, Jacobian through the solver,
+           60 steps). Its score is the extended BIC of the data misfit with one noise
+           variance per component, `sum_i N_i log(RSS_i / N_i) + k log N +
+           2 sum_i log C(m, k_i)` (Chen and Chen, Biometrika 2008: the extension
+           accounts for the many supports searched). Coordinate descent over the
+           components picks the combination (ties: the sparser). The data, not the
+           network, have the last word: along one trajectory the library columns are
+           nearly collinear, and a few percent of error in the network moves the
+           regression's support.
 
         `identification.term` already carries the coefficients fitted through the ODE;
         `closed_form(identification.term, y0=identification.y0)` with
@@ -594,72 +638,85 @@ class Identification:
     candidates: tuple
 
 
+class _LoopParameters(eqx.Module):
+    """What a closed-loop fit trains: the initial state and the coefficients; the mask
+    of the support is a frozen array, so one compiled program serves every support."""
+
+    y0: Array
+    coefficients: Array
+    mask: Array
+
+
 class _ClosedLoopFit:
     """Least squares of the normalised data misfit of y' = known + term through diffrax.
 
-    Levenberg-Marquardt (scipy) on the initial state and the coefficients; Jacobians by
-    forward-mode sensitivities through the solver. One compiled program serves every
-    support: the library version multiplies a full coefficient matrix by a mask.
+    `sciml.GaussNewton` (Levenberg-Marquardt) on the initial state and the coefficients,
+    the Jacobian by forward mode through the solver. The residual multiplies a full
+    coefficient vector by the support's mask, so every support runs the same compiled
+    steps (the masked coefficients have zero Jacobian columns and never move).
     """
 
-    def __init__(self, problem, residuals, rtol, atol):
+    def __init__(self, problem, residuals, rtol, atol, steps=_CLOSED_LOOP_STEPS):
         del atol
         self.problem = problem
+        self.steps = steps
         # Misfits are relative to the data's scale; below ~10 rtol per observation they
         # are the solver's own error, and a score that rewarded them would let solver
         # noise choose the support (clean data picked (x, v, x^2) over the true (v,)).
         self.rss_floor = np.maximum(np.asarray(problem.mask).sum(axis=0), 1) * (10 * rtol) ** 2
         self.n_obs = np.asarray(problem.mask).sum(axis=0)
+
+        def loss(params, batch, *, key):
+            del batch, key
+            return residuals(params.y0, params.coefficients * params.mask)
+
+        # One loss object per fit, so `sciml.fit` reuses its compiled program.
+        self._loss = loss
         self._res = jax.jit(residuals)
-        self._jac = jax.jit(jax.jacfwd(residuals))
 
     @classmethod
     def library(cls, problem, terms, rtol, atol):
-        def residuals(params, mask):
-            n = problem.n
-            y0, C = params[:n], params[n:].reshape(n, -1) * mask
-            return _misfit(problem, lambda y: C @ terms.features(y), y0, rtol, atol)
+        adjoint = _adjoint(problem, problem.n * len(terms))
+
+        def residuals(y0, coefficients):
+            C = coefficients.reshape(problem.n, -1)
+            return _misfit(problem, lambda y: C @ terms.features(y), y0, rtol, atol, adjoint)
 
         return cls(problem, residuals, rtol, atol)
 
     @classmethod
     def function(cls, problem, term, rtol, atol):
-        def residuals(params, mask):
-            n = problem.n
-            f = eqx.tree_at(lambda g: g.coefficients, term, params[n:] * mask)
-            return _misfit(problem, f, params[:n], rtol, atol)
+        adjoint = _adjoint(problem, int(np.size(term.coefficients)))
+
+        def residuals(y0, coefficients):
+            f = eqx.tree_at(lambda g: g.coefficients, term, coefficients)
+            return _misfit(problem, f, y0, rtol, atol, adjoint)
 
         return cls(problem, residuals, rtol, atol)
 
     def solve(self, start, mask=None):
+        from ..train import DivergenceError, GaussNewton, fit
+
         problem = self.problem
         n = problem.n
-        y0 = np.asarray(jnp.where(problem.mask[0] > 0, problem.y_obs[0], problem.y_mean))
+        dtype = problem.y_obs.dtype
         start = np.asarray(start, np.float64)
         mask = np.ones_like(start, bool) if mask is None else np.asarray(mask, bool)
-        free = np.r_[np.arange(n), n + np.flatnonzero(mask.ravel())]
-        full = np.r_[y0, start.ravel()]
-        mask_j = jnp.asarray(mask, problem.y_obs.dtype)
-
-        def params(q):
-            p = full.copy()
-            p[free] = q
-            return jnp.asarray(p, problem.y_obs.dtype)
-
-        def r(q):
-            out = np.asarray(self._res(params(q), mask_j), np.float64)
-            return np.where(np.isfinite(out), out, 1e3)
-
-        def j(q):
-            out = np.asarray(self._jac(params(q), mask_j), np.float64)[:, free]
-            return np.nan_to_num(out)
-
-        sol = scipy.optimize.least_squares(r, full[free], jac=j, method="lm", xtol=1e-12,
-                                           ftol=1e-12, max_nfev=200)
-        p = full.copy()
-        p[free] = sol.x
-        rss = (r(sol.x) ** 2).reshape(-1, n).sum(axis=0)
-        return rss, p[:n], p[n:].reshape(start.shape) * mask
+        y0 = jnp.where(problem.mask[0] > 0, problem.y_obs[0], problem.y_mean)
+        params = _LoopParameters(
+            y0, jnp.asarray(start.ravel() * mask.ravel(), dtype), jnp.asarray(mask.ravel(), dtype)
+        )
+        try:
+            params = fit(params, self._loss, GaussNewton(), steps=self.steps,
+                         key=jax.random.key(0), trainable=_LoopParameters(True, True, False),
+                         progress=False).model
+        except DivergenceError:
+            # The formula blows up from its starting coefficients: no fit.
+            return np.full(n, np.inf), np.asarray(y0), start * mask
+        r = np.asarray(self._res(params.y0, params.coefficients * params.mask), np.float64)
+        rss = (r**2).reshape(-1, n).sum(axis=0)
+        coefficients = np.asarray(params.coefficients, np.float64).reshape(start.shape) * mask
+        return rss, np.asarray(params.y0, np.float64), coefficients
 
     def score(self, rss, mask, m):
         """Extended BIC with one noise variance per component (Chen & Chen 2008):
@@ -672,7 +729,17 @@ class _ClosedLoopFit:
         return fit + k * math.log(n_i.sum()) + extension
 
 
-def _misfit(problem, term, y0, rtol, atol):
+def _adjoint(problem, n_coefficients):
+    """How the closed-loop fit differentiates through the solver. `sciml.GaussNewton`
+    forms the Jacobian in forward mode when there are at least as many residuals as
+    parameters and in reverse mode otherwise; diffrax's `ForwardMode` serves the first
+    (one solve carries every tangent), the checkpointed default adjoint the second."""
+    if problem.y_obs.size >= problem.n + n_coefficients:
+        return diffrax.ForwardMode()
+    return diffrax.RecursiveCheckpointAdjoint()
+
+
+def _misfit(problem, term, y0, rtol, atol, adjoint):
     """Normalised data misfits (flat) of y' = known + term(y) from y0 at t_obs[0]."""
     t = problem.t_obs
     sol = diffrax.diffeqsolve(
@@ -684,7 +751,7 @@ def _misfit(problem, term, y0, rtol, atol):
         y0=y0,
         saveat=diffrax.SaveAt(ts=t),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        adjoint=diffrax.ForwardMode(),
+        adjoint=adjoint,
         max_steps=16384,
         throw=False,
     )
