@@ -2,6 +2,7 @@
 
 from ._deeponet import FNN as FNN, DeepONet as DeepONet
 from ._discretise import GBT as GBT, ZOH as ZOH, AbstractDiscretisation as AbstractDiscretisation
+from ._fno import FNO as FNO, SpectralConv as SpectralConv
 from ._hippo import (
     AbstractHiPPO as AbstractHiPPO,
     LagT as LagT,

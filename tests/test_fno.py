@@ -1,0 +1,277 @@
+"""sciml.operators.FNO and SpectralConv against dense DFTs, closed-form multipliers and
+finite differences."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sciml.operators as so
+
+
+def _random_weights(conv, rng):
+    shape = conv.weight_real.shape
+    return eqx.tree_at(
+        lambda c: (c.weight_real, c.weight_imag),
+        conv,
+        (jnp.asarray(rng.standard_normal(shape)), jnp.asarray(rng.standard_normal(shape))),
+    )
+
+
+def _dense_spectral_conv(v, w, modes):
+    """K v from its definition, with explicit DFT sums (no FFT).
+
+    v: (c_in, *grid); w: (blocks, c_out, c_in, *modes) complex. The kept frequencies of
+    the first of two axes are 0..m1-1 (block 0) and -m1..-1 (block 1); along the last
+    axis 0..m-1, where each k > 0 stands for itself and its conjugate -k, hence the
+    factor 2 (the output is real)."""
+    grid = v.shape[1:]
+    out = np.zeros((w.shape[1], *grid))
+    last = np.arange(modes[-1])
+    weight_last = np.where(last == 0, 1.0, 2.0)
+    if len(grid) == 1:
+        (n,) = grid
+        j = np.arange(n)
+        forward = np.exp(-2j * np.pi * np.outer(last, j) / n)  # (m, n)
+        vh = v @ forward.T  # (c_in, m)
+        y = np.einsum("oik,ik->ok", w[0], vh)
+        back = np.exp(2j * np.pi * np.outer(j, last) / n)  # (n, m)
+        return np.real((y * weight_last) @ back.T) / n
+    n1, n2 = grid
+    j1, j2 = np.arange(n1), np.arange(n2)
+    m1 = modes[0]
+    blocks = [np.arange(m1), np.arange(n1 - m1, n1)]
+    f2 = np.exp(-2j * np.pi * np.outer(last, j2) / n2)  # (m2, n2)
+    b2 = np.exp(2j * np.pi * np.outer(j2, last) / n2)  # (n2, m2)
+    for block, k1 in enumerate(blocks):
+        f1 = np.exp(-2j * np.pi * np.outer(k1, j1) / n1)  # (m1, n1)
+        b1 = np.exp(2j * np.pi * np.outer(j1, k1) / n1)  # (n1, m1)
+        vh = np.einsum("ka,iab,lb->ikl", f1, v, f2)
+        y = np.einsum("oikl,ikl->okl", w[block], vh) * weight_last
+        out += np.real(np.einsum("ak,okl,bl->oab", b1, y, b2)) / (n1 * n2)
+    return out
+
+
+@pytest.mark.parametrize("modes,grid", [((5,), (16,)), ((5,), (10,)), ((3, 4), (8, 9))])
+def test_spectral_conv_matches_dense_dft(modes, grid, getkey):
+    rng = np.random.default_rng(0)
+    conv = _random_weights(so.SpectralConv(3, 2, modes, key=getkey()), rng)
+    v = rng.standard_normal((3, *grid))
+    w = np.asarray(conv.weight_real) + 1j * np.asarray(conv.weight_imag)
+    np.testing.assert_allclose(
+        conv(jnp.asarray(v)), _dense_spectral_conv(v, w, modes), rtol=1e-10, atol=1e-12
+    )
+
+
+def _band_limited(rng, grid, top):
+    """A random real field whose frequencies are all below `top` per axis, on [0, 1)^d."""
+    xs = [np.arange(n) / n for n in grid]
+    field = np.zeros(grid)
+    for _ in range(6):
+        ks = rng.integers(0, top, size=len(grid))
+        phase = sum(
+            2 * np.pi * k * x.reshape([-1 if i == a else 1 for i in range(len(grid))])
+            for a, (k, x) in enumerate(zip(ks, xs))
+        ) + rng.uniform(0, 2 * np.pi)
+        field = field + rng.standard_normal() * np.cos(phase)
+    return field
+
+
+def test_spectral_conv_identity_weights(getkey):
+    # Weight 1 on every kept mode: the identity on fields band-limited below the modes.
+    rng = np.random.default_rng(1)
+    for modes, grid in [((6,), (32,)), ((4, 5), (12, 16))]:
+        conv = so.SpectralConv(1, 1, modes, key=getkey())
+        conv = eqx.tree_at(
+            lambda c: (c.weight_real, c.weight_imag),
+            conv,
+            (jnp.ones_like(conv.weight_real), jnp.zeros_like(conv.weight_imag)),
+        )
+        v = _band_limited(rng, grid, min(modes))[None]
+        np.testing.assert_allclose(conv(jnp.asarray(v)), v, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------
+# Learning a Fourier multiplier: real leaves descend, complex leaves do not
+
+
+class _ComplexLeafConv(eqx.Module):
+    """The same 1-D spectral convolution with its weights as one complex leaf."""
+
+    weight: jax.Array
+
+    def __call__(self, v):
+        vh = jnp.fft.rfft(v, axis=-1)
+        m = self.weight.shape[-1]
+        out = jnp.zeros_like(vh).at[:, :m].set(jnp.einsum("oik,ik->ok", self.weight, vh[:, :m]))
+        return jnp.fft.irfft(out, n=v.shape[-1], axis=-1)
+
+
+_N, _MODES, _SHIFT, _NU = 32, 8, 0.13, 0.01
+
+
+def _multiplier_data(rng, num, kind):
+    """Inputs band-limited below _MODES and the outputs of a known multiplier."""
+    x = np.arange(_N) / _N
+    k = np.arange(_MODES)
+    a, b = rng.standard_normal((2, num, _MODES))
+    u = a @ np.cos(2 * np.pi * np.outer(k, x)) + b @ np.sin(2 * np.pi * np.outer(k, x))
+    if kind == "shift":  # u(x - c)
+        xs = x - _SHIFT
+        y = a @ np.cos(2 * np.pi * np.outer(k, xs)) + b @ np.sin(2 * np.pi * np.outer(k, xs))
+    else:  # the heat semigroup exp(nu t d_xx) at t = 1
+        decay = np.exp(-_NU * (2 * np.pi * k) ** 2)
+        y = (a * decay) @ np.cos(2 * np.pi * np.outer(k, x)) + (b * decay) @ np.sin(
+            2 * np.pi * np.outer(k, x)
+        )
+    return jnp.asarray(u[:, None]), jnp.asarray(y[:, None])
+
+
+def _train(model, u, y, steps, lr):
+    opt = optax.adam(optax.cosine_decay_schedule(lr, steps, 1e-3))
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    @eqx.filter_jit
+    def loss(m):
+        return jnp.mean((jax.vmap(m)(u) - y) ** 2)
+
+    @jax.jit
+    def run(params):
+        def step(carry, _):
+            params, state = carry
+            grads = jax.grad(lambda p: loss(eqx.combine(p, static)))(params)
+            updates, state = opt.update(grads, state)
+            return (optax.apply_updates(params, updates), state), None
+
+        carry = (params, opt.init(params))
+        return jax.lax.scan(step, carry, None, length=steps)[0][0]
+
+    return eqx.combine(run(params), static), loss
+
+
+@pytest.mark.parametrize("kind", ["shift", "heat"])
+def test_one_layer_fno_learns_multiplier(kind, getkey):
+    rng = np.random.default_rng(2)
+    u, y = _multiplier_data(rng, 24, kind)
+    # Linear throughout (identity activation), periodic coordinates: the multiplier is
+    # in the model class exactly.
+    model = so.FNO(
+        1, 1, _MODES, 2, layers=1, projection=2, activation=lambda v: v, periodic=True,
+        key=getkey(),
+    )
+    trained, loss = _train(model, u, y, 1000, 1e-2)
+    ut, yt = _multiplier_data(rng, 8, kind)
+    err = jnp.linalg.norm(jax.vmap(trained)(ut) - yt) / jnp.linalg.norm(yt)
+    assert err < 1e-8, float(err)
+
+
+def test_complex_leaf_trap(getkey):
+    # A phase shift needs the imaginary parts of the multiplier exp(-2 pi i k c). With
+    # real leaves (SpectralConv) Adam learns it; with one complex leaf it cannot: jax.grad
+    # returns dL/dRe - i dL/dIm, so the update climbs the loss along the imaginary parts.
+    rng = np.random.default_rng(3)
+    u, y = _multiplier_data(rng, 24, "shift")
+    conv = so.SpectralConv(1, 1, _MODES, key=getkey())
+    trained, loss = _train(conv, u, y, 1000, 5e-2)
+    assert loss(trained) < 1e-10 * loss(conv), (float(loss(conv)), float(loss(trained)))
+
+    start = _ComplexLeafConv(jax.lax.complex(conv.weight_real, conv.weight_imag)[0])
+    np.testing.assert_allclose(loss(start), loss(conv), rtol=1e-12)  # the same model
+    stuck, _ = _train(start, u, y, 1000, 5e-2)
+    assert loss(stuck) > 0.5 * loss(start), (float(loss(start)), float(loss(stuck)))
+    # The conjugate of the complex gradient is the real-leaf gradient.
+    g_real = eqx.filter_grad(loss)(conv)
+    g_complex = eqx.filter_grad(loss)(start).weight
+    np.testing.assert_allclose(g_complex.real, g_real.weight_real[0], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(g_complex.imag, -g_real.weight_imag[0], rtol=1e-10, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------
+# Resolution independence, gradients, bad input
+
+
+@pytest.mark.parametrize("modes,grid", [((5,), (24,)), ((3, 4), (10, 12))])
+def test_resolution_independence(modes, grid, getkey):
+    # One Fourier layer (no activation between spectral convolutions) with periodic
+    # coordinates maps a band-limited input to the same function on every grid: the
+    # pointwise maps commute with restriction and K sees the same Fourier coefficients.
+    rng = np.random.default_rng(4)
+    fine = tuple(2 * n for n in grid)
+    a_fine = _band_limited(rng, fine, min(grid) // 2)
+    a_coarse = a_fine[tuple(slice(None, None, 2) for _ in grid)]
+    batch = lambda a: jnp.asarray(np.stack([a, 2 * a]))[:, None]  # noqa: E731
+    model = so.FNO(1, 2, modes, 6, layers=1, periodic=True, key=getkey())
+    run = eqx.filter_jit(eqx.filter_vmap(model))
+    coarse, fine_out = run(batch(a_coarse)), run(batch(a_fine))
+    shared = fine_out[(slice(None), slice(None), *(slice(None, None, 2) for _ in grid))]
+    assert coarse.shape == (2, 2, *grid)
+    np.testing.assert_allclose(coarse, shared, rtol=1e-10, atol=1e-12)
+    # With activations between Fourier layers, the harmonics they create above the kept
+    # modes alias differently on each grid: close, not equal.
+    deep = so.FNO(1, 2, modes, 6, layers=3, periodic=True, key=getkey())
+    run = eqx.filter_jit(eqx.filter_vmap(deep))
+    coarse, fine_out = run(batch(a_coarse)), run(batch(a_fine))
+    shared = fine_out[(slice(None), slice(None), *(slice(None, None, 2) for _ in grid))]
+    gap = float(jnp.max(jnp.abs(coarse - shared)) / jnp.max(jnp.abs(shared)))
+    assert 1e-9 < gap < 0.1, gap
+
+
+def test_gradient_matches_finite_differences(getkey):
+    model = so.FNO(2, 1, (2, 3), 3, layers=2, projection=4, padding=0.25, key=getkey())
+    rng = np.random.default_rng(5)
+    a = jnp.asarray(rng.standard_normal((2, 6, 7)))
+    target = jnp.asarray(rng.standard_normal((1, 6, 7)))
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    direction = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.standard_normal(x.shape)), params)
+
+    def loss(p):
+        return jnp.sum((eqx.combine(p, static)(a) - target) ** 2)
+
+    @jax.jit
+    def both(params, direction, eps):
+        grads = jax.grad(loss)(params)
+        dots = jax.tree_util.tree_map(jnp.vdot, grads, direction)
+        along = lambda e: loss(jax.tree_util.tree_map(lambda x, d: x + e * d, params, direction))  # noqa: E731
+        return sum(jax.tree_util.tree_leaves(dots)), (along(eps) - along(-eps)) / (2 * eps)
+
+    analytic, numeric = both(params, direction, 1e-5)
+    # Central differences: O(eps^2) truncation and O(1e-16 / eps) rounding.
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-7)
+
+
+def test_padding_keeps_shape_and_changes_nothing_else(getkey):
+    model = so.FNO(1, 1, 4, 5, padding=0.1, key=getkey())
+    a = jnp.linspace(0.0, 1.0, 17)[None] ** 2
+    out = eqx.filter_jit(model)(a)
+    assert out.shape == (1, 17) and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_bad_input_errors(getkey):
+    model = so.FNO(1, 1, 8, 4, key=getkey())
+    with pytest.raises(ValueError, match=r"15 points, fewer than 2 \* modes = 16"):
+        model(jnp.zeros((1, 15)))
+    with pytest.raises(ValueError, match=r"shape \(1, n\).*got shape \(32,\).*a\[None\]"):
+        model(jnp.zeros(32))
+    with pytest.raises(ValueError, match=r"got shape \(1, 32, 32\)"):
+        model(jnp.zeros((1, 32, 32)))
+    model2 = so.FNO(3, 1, (4, 4), 4, key=getkey())
+    with pytest.raises(ValueError, match=r"shape \(3, n, n\).*got shape \(2, 8, 8\)"):
+        model2(jnp.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match=r"axis 1 of the input has 7 points"):
+        model2(jnp.zeros((3, 8, 7)))
+    conv = so.SpectralConv(2, 2, 4, key=getkey())
+    with pytest.raises(ValueError, match="at most n // 2 modes"):
+        conv(jnp.zeros((2, 7)))
+    for kwargs, pattern in [
+        (dict(modes=0), "`modes` must be"),
+        (dict(modes=(4, 4, 4)), "`modes` must be"),
+        (dict(modes=4.0), "`modes` must be"),
+        (dict(padding=-0.1), "`padding` is a fraction"),
+        (dict(padding=0.1, periodic=True), "periodic=True"),
+        (dict(width=0), "`width` must be a positive int"),
+    ]:
+        args = dict(in_channels=1, out_channels=1, modes=4, width=4) | kwargs
+        with pytest.raises(ValueError, match=pattern):
+            so.FNO(**args, key=getkey())
