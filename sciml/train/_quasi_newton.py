@@ -260,7 +260,7 @@ class AbstractSelfScaledBroyden(AbstractUpdate):
         d = jnp.where(descent, d, -g)
         slope = jnp.where(descent, slope, -jnp.vdot(g, g))
         fresh = state.fresh | ~descent
-        # Along the raw gradient the first trial step has length 1 (as scipy's BFGS).
+        # Along the raw gradient the first trial step has length at most 1 (as scipy's BFGS).
         guess = jnp.where(fresh, jnp.minimum(1.0, 1.0 / jnp.sqrt(-slope)), 1.0)
         alpha, value_new, g_new, evals = self._line_search(value_fn, x, d, value, g, guess)
         accepted = self._acceptable(value, slope, alpha, value_new, g_new, d)
