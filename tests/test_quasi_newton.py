@@ -234,7 +234,7 @@ def _regression():
     return model, loss, data
 
 
-def test_adam_then_ssbroyden_beats_adam_and_resumes_bit_exactly(tmp_path):
+def test_adam_then_ssbroyden_beats_adam_and_resumes_bit_exactly(tmp_path, count_compiles):
     model, loss, data = _regression()
     stages = [sciml.Stage(optax.adam(1e-2), 30), sciml.Stage(T.SSBroyden2(), 60)]
     kw = dict(key=jax.random.key(5), data=data, progress=False)
@@ -243,7 +243,9 @@ def test_adam_then_ssbroyden_beats_adam_and_resumes_bit_exactly(tmp_path):
     adam, qn = h["stage"] == 0, h["stage"] == 1
     assert np.all(np.isnan(h["tau"][adam])) and np.all(np.isfinite(h["step_size"][qn]))
     assert h["loss"][-1] < 1e-3 * h["loss"][adam][-1]
-    again = sciml.fit(model, loss, stages, **kw)  # same key, same numbers
+    with count_compiles() as c:
+        again = sciml.fit(model, loss, stages, **kw)  # same key, same numbers
+    assert c.count == 0
     np.testing.assert_array_equal(full.history["loss"], again.history["loss"])
 
     class StopAt:
