@@ -18,6 +18,14 @@ from ._layouts import (
     make_layout as make_layout,
     save_npz as save_npz,
 )
+from ._pde import (
+    burgers_periodic as burgers_periodic,
+    darcy_flow as darcy_flow,
+    neumann_grf as neumann_grf,
+    periodic_grf as periodic_grf,
+    solve_burgers_periodic as solve_burgers_periodic,
+    solve_darcy as solve_darcy,
+)
 from ._spaces import (
     GRF as GRF,
     AbstractFunctionSpace as AbstractFunctionSpace,
