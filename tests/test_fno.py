@@ -61,7 +61,8 @@ def test_spectral_conv_matches_dense_dft(modes, grid, getkey):
     v = rng.standard_normal((3, *grid))
     w = np.asarray(conv.weight_real) + 1j * np.asarray(conv.weight_imag)
     np.testing.assert_allclose(
-        conv(jnp.asarray(v)), _dense_spectral_conv(v, w, modes), rtol=1e-10, atol=1e-12
+        eqx.filter_jit(conv)(jnp.asarray(v)), _dense_spectral_conv(v, w, modes), rtol=1e-10,
+        atol=1e-12,
     )
 
 
@@ -90,7 +91,7 @@ def test_spectral_conv_identity_weights(getkey):
             (jnp.ones_like(conv.weight_real), jnp.zeros_like(conv.weight_imag)),
         )
         v = _band_limited(rng, grid, min(modes))[None]
-        np.testing.assert_allclose(conv(jnp.asarray(v)), v, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(eqx.filter_jit(conv)(jnp.asarray(v)), v, rtol=1e-10, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------
@@ -264,6 +265,10 @@ def test_bad_input_errors(getkey):
     conv = so.SpectralConv(2, 2, 4, key=getkey())
     with pytest.raises(ValueError, match="at most n // 2 modes"):
         conv(jnp.zeros((2, 7)))
+    with pytest.raises(ValueError, match="exactly one of `key` and `weights`"):
+        so.SpectralConv(2, 2, 4)
+    with pytest.raises(ValueError, match=r"shape \(1, 2, 2, 4\), got \(1, 2, 2, 3\)"):
+        so.SpectralConv(2, 2, 4, weights=(jnp.zeros((1, 2, 2, 3)), jnp.zeros((1, 2, 2, 3))))
     for kwargs, pattern in [
         (dict(modes=0), "`modes` must be"),
         (dict(modes=(4, 4, 4)), "`modes` must be"),
@@ -275,3 +280,20 @@ def test_bad_input_errors(getkey):
         args = dict(in_channels=1, out_channels=1, modes=4, width=4) | kwargs
         with pytest.raises(ValueError, match=pattern):
             so.FNO(**args, key=getkey())
+
+
+@pytest.mark.slow  # ~30 s on a loaded 2-core machine: sciml.fit's compilation dominates
+def test_readme_fno_example_runs():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "so.FNO(" in b]
+    small = code.replace("num=1000", "num=8").replace("steps=2000", "steps=3")
+    small = small.replace("Minibatches((a, u), 20)", "Minibatches((a, u), 4)")
+    assert small.count("num=8") == 1 and "steps=3" in small and "u), 4)" in small
+    scope = {}
+    exec(compile(small, "README.md", "exec"), scope)
+    assert scope["pred"].shape == (4, 1, 1024)
+    assert bool(jnp.all(jnp.isfinite(scope["pred"])))
+    assert len(scope["result"].history["loss"]) >= 1
