@@ -1,6 +1,8 @@
 """sciml.operators.FNO and SpectralConv against dense DFTs, closed-form multipliers and
 finite differences."""
 
+import json
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -297,3 +299,96 @@ def test_readme_fno_example_runs():
     assert scope["pred"].shape == (4, 1, 1024)
     assert bool(jnp.all(jnp.isfinite(scope["pred"])))
     assert len(scope["result"].history["loss"]) >= 1
+
+
+# ---------------------------------------------------------------------------------
+# sciml operator train --model fno
+
+
+def _cli(*args):
+    from sciml.cli.operator import main
+
+    return main(["train", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def fno_files(tmp_path_factory):
+    import sciml.data as sd
+
+    d = tmp_path_factory.mktemp("fnodata")
+    key = jax.random.key(7)
+    # Burgers at t = 0.1 (less smoothing, so the map is not close to zero): training on
+    # 32 points, testing on 64 (the same functions' law, twice the resolution).
+    kw = dict(grid=64, t1=0.1, steps=20)
+    sd.save_npz(d / "train.npz", sd.burgers_periodic(num=40, key=key, stride=2, **kw))
+    sd.save_npz(d / "test.npz", sd.burgers_periodic(num=8, key=jax.random.key(8), stride=1, **kw))
+    rng = np.random.default_rng(0)
+    for name, n, grid in (("train2d", 24, 12), ("test2d", 6, 17)):
+        a = rng.standard_normal((n, grid, grid))
+        np.savez(d / f"{name}.npz", X_branch=a, y=a**2)
+    bad = rng.standard_normal((4, 12, 12))
+    np.savez(d / "nan2d.npz", X_branch=np.where(bad > 2.5, np.nan, bad), y=bad)
+    np.savez(d / "mismatch2d.npz", X_branch=bad, y=bad[:, :10])
+    sd.save_npz(d / "triple.npz", sd.load_npz(d / "test.npz").to_triple())
+    return d
+
+
+@pytest.mark.slow  # ~35 s at load 11 on 2 cores (300 steps); the 2-D test covers the path
+def test_cli_fno_1d_at_another_resolution(fno_files, tmp_path):
+    out = tmp_path / "run"
+    code = _cli("--train", fno_files / "train.npz", "--test", fno_files / "test.npz",
+                "--model", "fno", "--steps", "300", "--modes", "8", "--width", "16",
+                "--lr", "3e-3", "--quiet", "--out", out)
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_grid"] == [32] and metrics["test_grid"] == [64]
+    assert metrics["batch_size"] == 20 and metrics["modes"] == [8]
+    pred = np.load(out / "predictions.npz")["y_pred"]
+    import sciml.data as sd
+
+    y = sd.load_npz(fno_files / "test.npz").y
+    assert pred.shape == y.shape == (8, 64)
+    np.testing.assert_allclose(metrics["test_mse"], np.mean((pred - y) ** 2), rtol=1e-4)
+    assert metrics["test_mean_rel_l2"] < 0.2, metrics["test_mean_rel_l2"]
+
+
+def test_cli_fno_2d_fields(fno_files, tmp_path):
+    out = tmp_path / "run"
+    code = _cli("--train", fno_files / "train2d.npz", "--test", fno_files / "test2d.npz",
+                "--model", "fno", "--steps", "5", "--width", "4", "--depth", "1", "--quiet",
+                "--out", out)
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # Default modes 12, capped at half the coarsest grid (12 points).
+    assert metrics["modes"] == [6, 6] and metrics["test_grid"] == [17, 17]
+    assert np.load(out / "predictions.npz")["y_pred"].shape == (6, 17, 17)
+
+
+@pytest.mark.parametrize(
+    "train,test,extra,message",
+    [
+        ("nan2d", "test2d", [], r"X_branch has \d+ NaN/inf value\(s\), the first at index"),
+        ("mismatch2d", "test2d", [], r"X_branch has shape \(4, 12, 12\) but y has \(4, 10, 12\)"),
+        ("train2d", "test", [], r"2-D grids \(12, 12\) in --train, 1-D grids \(64,\)"),
+        ("train2d", "test2d", ["--modes", "7"], r"--modes 7: .* at most 6 modes"),
+        ("train", "triple", [], r"one random point per row"),
+    ],
+)
+def test_cli_fno_refusals(fno_files, tmp_path, capsys, train, test, extra, message):
+    import re
+
+    out = tmp_path / "run"
+    code = _cli("--train", fno_files / f"{train}.npz", "--test", fno_files / f"{test}.npz",
+                "--model", "fno", "--steps", "5", "--quiet", "--out", out, *extra)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("sciml operator: error: ")
+    assert re.search(message, err), err
+    assert not out.exists()
+
+
+def test_cli_modes_only_for_fno(fno_files, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = _cli("--train", fno_files / "train.npz", "--test", fno_files / "test.npz",
+                "--modes", "4", "--quiet", "--out", out)
+    assert code == 2 and "--modes is for --model fno" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,7 +1,11 @@
-"""`sciml operator train`: train a DeepONet or an LSSL on operator-data npz files.
+"""`sciml operator train`: train a DeepONet, an FNO or an LSSL on operator-data npz files.
 
-    sciml operator train --train FILE --test FILE [--model deeponet|lssl]
+    sciml operator train --train FILE --test FILE [--model deeponet|fno|lssl]
                          [--steps N] [--seed S] [--allow-pickle] --out DIR [--force]
+
+The FNO reads aligned 1-D files (every function on one equispaced grid, the output
+points that grid) or 2-D fields: an npz with `X_branch` and `y` both `(N, nx, ny)` on
+one grid of the unit square; training and test files may differ in resolution.
 
 Writes `metrics.json` (test MSE, mean relative L2, steps/s, wall time),
 `predictions.npz` (key `y_pred`, shaped like the test `y`), `predictions.png` and
@@ -17,6 +21,7 @@ import json
 import pathlib
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +45,10 @@ _OUTPUTS = ("metrics.json", "predictions.npz", "predictions.png", "loss.png")
 # with the learning rate 1e-2 (3e-3 for full batches) reached the same test error in
 # the same number of steps (benchmarks/RESULTS.md, issue 25).
 _LSSL_BATCH = 100
+# The FNO paper's batch size and modes (16 in 1-D, 12 per axis in 2-D), widths 64 / 32.
+_FNO_BATCH = 20
+_FNO_MODES = {1: 16, 2: 12}
+_FNO_WIDTH = {1: 64, 2: 32}
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -50,20 +59,22 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     sub.required = True
     t = sub.add_parser(
         "train",
-        help="train a DeepONet or an LSSL and evaluate it on a test file",
+        help="train a DeepONet, an FNO or an LSSL and evaluate it on a test file",
         description=(
             "Reads npz files with plain arrays X_branch, X_trunk, y (what "
             "sciml.data.save_npz writes) or DeepXDE's split keys X_train0/X_train1/y_train; "
             "DeepXDE's object-array key X only with --allow-pickle. Layouts: Triple "
-            "(N, m), (N, d) -> (N, 1) or TripleCartesianProd (N1, m), (N2, d) -> (N1, N2). "
+            "(N, m), (N, d) -> (N, 1) or TripleCartesianProd (N1, m), (N2, d) -> (N1, N2); "
+            "for --model fno also 2-D fields, X_branch and y of shape (N, nx, ny). "
             "Trains with sciml.fit (Adam); writes metrics.json, predictions.npz and plots "
             "to --out."
         ),
     )
     t.add_argument("--train", required=True, help="training data (.npz)")
     t.add_argument("--test", required=True, help="test data (.npz)")
-    t.add_argument("--model", choices=("deeponet", "lssl"), default="deeponet",
-                   help="deeponet (default; any layout) or lssl (aligned data only)")
+    t.add_argument("--model", choices=("deeponet", "fno", "lssl"), default="deeponet",
+                   help="deeponet (default; any layout), fno (aligned 1-D data or 2-D "
+                        "fields, any resolution) or lssl (aligned data only)")
     t.add_argument("--steps", type=step_count, default=10000, help="Adam steps (10000)")
     t.add_argument("--seed", type=prng_seed, default=0, help="PRNG seed (0)")
     t.add_argument("--out", required=True, help="output directory (not holding the inputs)")
@@ -73,14 +84,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="read DeepXDE's object-array key X; unpickling runs any code the file "
                         "carries, so only for files you made or trust")
     t.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate (deeponet 1e-3, lssl 1e-2, decayed)")
+                   help="learning rate (deeponet 1e-3, fno 1e-3, lssl 1e-2, decayed)")
     t.add_argument("--width", type=positive_int, default=None,
-                   help="hidden width (deeponet 40 = p; lssl 16 features)")
+                   help="hidden width (deeponet 40 = p; fno 64 in 1-D, 32 in 2-D; lssl 16 "
+                        "features)")
     t.add_argument("--depth", type=positive_int, default=None,
-                   help="hidden layers per net (deeponet 2) or LSSL blocks (lssl 2)")
+                   help="hidden layers per net (deeponet 2), Fourier layers (fno 4) or LSSL "
+                        "blocks (lssl 2)")
+    t.add_argument("--modes", type=positive_int, default=None,
+                   help="fno: Fourier modes per axis (16 in 1-D, 12 in 2-D, at most half the "
+                        "coarser grid)")
     t.add_argument("--batch-size", type=positive_int, default=None,
                    help="functions (cartesian) or rows (triple) per step (deeponet: all; "
-                        f"lssl: {_LSSL_BATCH})")
+                        f"fno: {_FNO_BATCH}; lssl: {_LSSL_BATCH})")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -116,6 +132,12 @@ def _load_checked(args):
     them; and the test file's step relative to the training file's."""
     import sciml.operators as so
 
+    if args.model == "fno":
+        train, test = _fno_fields(args, "train"), _fno_fields(args, "test")
+        _fno_modes(args, train, test)
+        return train, test, 1.0, None
+    if args.modes is not None:
+        raise CLIError(f"--modes is for --model fno, not --model {args.model}.")
     train, test = _load(args, "train"), _load(args, "test")
     if args.model == "deeponet":
         if train.sensors != test.sensors or train.dim != test.dim:
@@ -133,6 +155,195 @@ def _load_checked(args):
     # The continuous view: a test file at another sampling rate runs the same model
     # with the step rescaled.
     return train, test, h_test / h_train, h_train
+
+
+class _Fields:
+    """Operator data on one grid for the FNO: inputs `a` and outputs `u`, `(N, *grid)`;
+    `x` the 1-D grid (None for 2-D fields); `layout` what the file held."""
+
+    def __init__(self, a, u, x, layout):
+        self.a, self.u, self.x, self.layout = a, u, x, layout
+
+    @property
+    def grid(self):
+        return self.a.shape[1:]
+
+    def __len__(self):
+        return self.a.shape[0]
+
+
+def _read_2d_fields(args, what):
+    """`X_branch` and `y` of shape (N, nx, ny) and no `X_trunk`, or None for other files
+    (which `load_npz` then reads or refuses)."""
+    path = getattr(args, what)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            if "X_trunk" in keys or not {"X_branch", "y"} <= keys:
+                return None
+            a, u = archive["X_branch"], archive["y"]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, AttributeError):
+        return None
+    if a.ndim != 3:
+        return None
+    where = f"--{what} {path}"
+    if u.shape != a.shape:
+        raise CLIError(
+            f"{where}: X_branch has shape {a.shape} but y has {u.shape}; 2-D fields for "
+            "--model fno need both (N, nx, ny) on one grid."
+        )
+    for name, arr in (("X_branch", a), ("y", u)):
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise CLIError(f"{where}: {name} must hold real numbers, got dtype {arr.dtype}.")
+        if not np.all(np.isfinite(arr)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise CLIError(
+                f"{where}: {name} has {int(np.sum(~np.isfinite(arr)))} NaN/inf value(s), "
+                f"the first at index {bad}; drop or fill them first."
+            )
+    if a.shape[0] < 1 or min(a.shape[1:]) < 2:
+        raise CLIError(f"{where}: need at least one field on a grid of 2 x 2 or more, got "
+                       f"shape {a.shape}.")
+    return _Fields(a.astype(np.float64), u.astype(np.float64), None, "fields (N, nx, ny)")
+
+
+def _fno_fields(args, what) -> _Fields:
+    """The file as fields for the FNO, refused here (before any work) if it is not."""
+    import sciml.data as sd
+
+    fields = _read_2d_fields(args, what)
+    if fields is not None:
+        return fields
+    data = _load(args, what)
+    where = f"--model fno (--{what} {getattr(args, what)})"
+    if not isinstance(data, sd.TripleCartesianProd):
+        raise CLIError(
+            f"{where}: the FNO needs every function on one grid (the aligned "
+            "TripleCartesianProd layout, y of shape (N1, N2), or 2-D fields X_branch and y "
+            "of shape (N, nx, ny)); this file has one random point per row. Use the DeepONet."
+        )
+    x = np.asarray(data.trunk, np.float64)
+    if x.shape[1] != 1:
+        raise CLIError(
+            f"{where}: aligned files give the FNO 1-D grids, but the output points have "
+            f"dimension {x.shape[1]}. Store 2-D fields as X_branch and y of shape (N, nx, ny)."
+        )
+    x = x[:, 0]
+    if x.shape[0] != data.sensors:
+        raise CLIError(
+            f"{where}: the FNO maps a function on a grid to a function on the same grid, "
+            f"but there are {data.sensors} sensors and {x.shape[0]} output points. Use the "
+            "DeepONet, or resample the data."
+        )
+    steps = np.diff(x)
+    if x.shape[0] < 2 or np.any(steps <= 0) or np.ptp(steps) > 1e-3 * abs(steps.mean()):
+        raise CLIError(
+            f"{where}: the FNO needs increasing, equispaced points (at least 2); these are "
+            "not. Use the DeepONet."
+        )
+    return _Fields(np.asarray(data.branch, np.float64), np.asarray(data.y, np.float64), x,
+                   type(data).__name__)
+
+
+def _fno_modes(args, train, test):
+    """Refuses train and test files of different dimension, or --modes finer than a grid
+    can hold; returns the modes per axis."""
+    dim = len(train.grid)
+    if len(test.grid) != dim:
+        raise CLIError(
+            f"train and test disagree: {dim}-D grids {train.grid} in --train, "
+            f"{len(test.grid)}-D grids {test.grid} in --test."
+        )
+    coarsest = min(min(f.grid) for f in (train, test))
+    if args.modes is not None and 2 * args.modes > coarsest:
+        raise CLIError(
+            f"--modes {args.modes}: the coarsest grid axis (train {train.grid}, test "
+            f"{test.grid}) has {coarsest} points, which hold at most {coarsest // 2} modes; "
+            "pass --modes of at most that."
+        )
+    modes = args.modes or min(_FNO_MODES[dim], coarsest // 2)
+    if modes < 1:
+        raise CLIError(f"the grids (train {train.grid}, test {test.grid}) are too coarse for "
+                       "an FNO: it needs at least 2 points per axis.")
+    return (modes,) * dim
+
+
+def _fno_loss(model, batch, *, key=None):
+    import jax
+    import jax.numpy as jnp
+
+    a, u = batch
+    return jnp.mean((jax.vmap(model)(a) - u) ** 2)
+
+
+def _fno_predict(model, a, chunk=32):
+    """Predictions for inputs `(N, 1, *grid)`, in chunks of one shape (one compilation)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    run = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))
+    n = a.shape[0]
+    chunk = min(chunk, n)
+    pad = -n % chunk
+    a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
+    out = [np.asarray(run(model, a[i : i + chunk])) for i in range(0, n + pad, chunk)]
+    return np.concatenate(out)[:n, 0]
+
+
+def _train_fno(args, out, train, test, t_start) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import sciml
+    import sciml.operators as so
+
+    modes = _fno_modes(args, train, test)
+    dim = len(modes)
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+    mkey, fkey = jax.random.split(jax.random.key(args.seed))
+    model = so.FNO(1, 1, modes, args.width or _FNO_WIDTH[dim], layers=args.depth or 4,
+                   key=mkey)
+    a, u = (jnp.asarray(v, dtype)[:, None] for v in (train.a, train.u))
+    size = len(train)
+    batch = min(args.batch_size or _FNO_BATCH, size)
+    data = sciml.Minibatches((a, u), batch) if batch < size else (a, u)
+    schedule = optax.exponential_decay(args.lr or 1e-3, max(args.steps // 4, 1), 0.5)
+    result = sciml.fit(model, _fno_loss, optax.adam(schedule), steps=args.steps, data=data,
+                       key=fkey, progress=not args.quiet)
+    flat = lambda v: v.reshape(len(v), -1)  # noqa: E731
+    pred = _fno_predict(result.model, jnp.asarray(test.a, dtype)[:, None])
+    test_metrics = so.metrics(flat(pred), flat(test.u))
+    train_pred = _fno_predict(result.model, a)
+    train_metrics = so.metrics(flat(train_pred), flat(train.u))
+    np.savez(out / "predictions.npz", y_pred=pred.astype(np.float32))
+    if test.x is not None:
+        so.plot_predictions(test.x, test.a, test.u, {"fno": pred}, out / "predictions.png",
+                            title=f"fno on {args.test}")
+    else:
+        _scatter(test.u, pred, out / "predictions.png", "fno")
+    sciml.plot.history(result.history, out / "loss.png", title="fno training")
+    return {
+        "model": "fno",
+        "test_mse": test_metrics["mse"],
+        "test_mean_rel_l2": test_metrics["rel_l2"],
+        "train_mse": train_metrics["mse"],
+        "layout": train.layout,
+        "train_grid": list(train.grid),
+        "test_grid": list(test.grid),
+        "modes": list(modes),
+        "width": model.width,
+        "train_size": size,
+        "test_size": len(test),
+        "batch_size": batch,
+        "steps": args.steps,
+        "seed": args.seed,
+        "steps_per_s": result.timings["steps_per_second"],
+        "compile_s": result.timings["compile"],
+        "train_time_s": result.timings["total"],
+        "wall_time_s": time.perf_counter() - t_start,
+    }
 
 
 def _model(args, train, h_train, key):
@@ -230,7 +441,10 @@ def _run(args, prog) -> dict:
     check_out_dir(out)
     try:
         train, test, dt_scale, h_train = _load_checked(args)
-        metrics = _train(args, out, train, test, dt_scale, h_train, t_start)
+        if args.model == "fno":
+            metrics = _train_fno(args, out, train, test, t_start)
+        else:
+            metrics = _train(args, out, train, test, dt_scale, h_train, t_start)
     except BaseException:
         remove_if_empty(out, created)
         raise
