@@ -176,3 +176,51 @@ def test_hydrogen_like_family_from_the_physics_alone():
     exact = -np.asarray(zs[:, 0]) ** 2
     assert np.max(np.abs(E - exact) / np.abs(exact)) < 1e-4
     assert np.all(E >= exact - 1e-10)  # the Rayleigh quotient bounds from above
+
+
+# ----------------------------------------------------------------------------------
+# Residual form (sciml.GaussNewton)
+
+
+def test_residuals_half_square_is_the_mean_energy_variance():
+    # u = 4x(1 - x) (net = 0) with A = 1 + x, V = p x on (0, 1): every integrand is a
+    # polynomial, so the Rayleigh quotient R and the energy variance
+    # ∫(-(A u')' + (V - R) u)² / ∫u² come out exactly from a 40-node rule here.
+    family = P.EigenproblemFamily(lambda x, p: p[0] * x, (0.0, 1.0), [(0.0, 2.0)],
+                                  stiffness=lambda x, p: 1.0 + x, quadrature=24)
+    model = P.ConditionalEigenPINN(family, net=lambda z: jnp.zeros((), z.dtype),
+                                   key=jax.random.key(0))
+    ps = jnp.asarray([[0.3], [1.7]])
+    r, aux = family.residuals(model, ps, key=None)
+    x, w = np.polynomial.legendre.leggauss(40)
+    x, w = 0.5 * (x + 1), 0.5 * w
+    u, du, d2u = 4 * x * (1 - x), 4 - 8 * x, -8.0
+    variances, quotients = [], []
+    for p in (0.3, 1.7):
+        rq = np.sum(w * ((1 + x) * du**2 + p * x * u**2)) / np.sum(w * u**2)
+        strong = -(du + (1 + x) * d2u) + (p * x - rq) * u
+        variances.append(np.sum(w * strong**2) / np.sum(w * u**2))
+        quotients.append(rq)
+    np.testing.assert_allclose(0.5 * float(jnp.sum(r**2)), np.mean(variances), rtol=1e-12)
+    np.testing.assert_allclose(float(aux["quotient"]), np.mean(quotients), rtol=1e-12)
+    np.testing.assert_allclose(float(aux["max_quotient"]), max(quotients), rtol=1e-12)
+
+
+def test_gauss_newton_stage_lowers_the_eigenvalue_error():
+    # -u'' + p u = eps u on (0, 1): eps = pi^2 + p. Adam alone, then a short
+    # Gauss-Newton stage on the eigen-equation residuals of three fixed conditions.
+    family = P.EigenproblemFamily(lambda x, p: p[0], (0.0, 1.0), [(0.0, 1.0)],
+                                  quadrature=24, conditions=4)
+    model = P.ConditionalEigenPINN(family, width=8, depth=2, key=jax.random.key(0))
+    ps = jnp.linspace(0.05, 0.95, 7)[:, None]
+
+    def error(m):
+        exact = np.pi**2 + np.asarray(ps[:, 0])
+        return float(np.mean(np.abs(np.asarray(jax.vmap(m.eigenvalue)(ps)) - exact) / exact))
+
+    adam = sciml.fit(model, family.loss, optax.adam(1e-2), steps=300, key=jax.random.key(1),
+                     progress=False).model
+    gn = sciml.fit(adam, family.residuals, sciml.GaussNewton(), steps=20,
+                   data=family.grid([3]), key=jax.random.key(1), progress=False)
+    assert error(gn.model) < error(adam) / 30 and error(gn.model) < 1e-5
+    assert gn.history["loss"][-1] < 1e-3 * gn.history["loss"][0]

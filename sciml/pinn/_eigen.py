@@ -247,6 +247,77 @@ class EigenproblemFamily(eqx.Module):
         den = jnp.sum(w * values**2)
         return num / den
 
+    def equation_residual(self, u: Callable, p: Array, rule: AbstractQuadrature | None = None):
+        """The eigen-equation's residual of a trial function `u(x) -> scalar`:
+        `(-(A u')' + (V - R) u)(x_j) √w_j / ‖u‖` at the quadrature nodes, with `R = R[u; p]`
+        and `‖u‖² = Σ w_j u_j²`.
+
+        `‖residual‖²` is the energy variance `‖(H - R) u‖² / ‖u‖²`, zero exactly when `u`
+        is an eigenfunction; for `u` closer to the ground state than to any other
+        state it bounds the eigenvalue error (Temple's inequality):
+        `0 <= R - eps_0 <= ‖residual‖² / (eps_1 - R)`.
+
+        **Returns:**
+
+        `(residual (nodes,), R)`.
+        """
+        x, w = self.nodes(rule, p.dtype)
+
+        def slope(y):
+            return jax.jvp(u, (y,), (jnp.ones_like(y),))
+
+        def local(xi):
+            (value, du), (_, d2u) = jax.jvp(slope, (xi,), (jnp.ones_like(xi),))
+            if callable(self.stiffness):
+                stiff, dstiff = jax.jvp(lambda y: self.stiffness(y, p), (xi,),
+                                        (jnp.ones_like(xi),))
+            else:
+                stiff, dstiff = self.stiffness, 0.0
+            return value, du, -(stiff * d2u + dstiff * du), stiff * du**2
+
+        values, slopes, flux_div, energy = jax.vmap(local)(x)
+        v = jax.vmap(lambda xi: self.potential(xi, p))(x)
+        den = jnp.sum(w * values**2)
+        quotient = jnp.sum(w * (energy + v * values**2)) / den
+        residual = (flux_div + (v - quotient) * values) * jnp.sqrt(w / den)
+        return residual, quotient
+
+    def residuals(self, model: ConditionalEigenPINN, batch, *, key: PRNGKeyArray):
+        """The eigen-equation's residuals over a batch of parameter vectors, for
+        `sciml.GaussNewton` (the residual convention of `sciml.train`).
+
+        The Rayleigh quotient of `loss` is not a sum of squares that vanishes at the
+        solution, so Gauss-Newton takes the strong form instead:
+        `r = √(2 / n) [equation_residual(u(.; p_i), p_i)]_i`, whose `½‖r‖²` is the mean
+        energy variance `(1/n) Σ_i ‖(H - R_i) u_i‖² / ‖u_i‖²`: zero exactly at the
+        ground state (the trial function has no node inside, so no other eigenfunction
+        is in reach), and by Temple's inequality the error of each `R_i` (the `loss`'s
+        quotients) is at most the variance over the gap `eps_1 - R_i`. Its minimiser is
+        that of `loss`; the two are not equal elsewhere.
+
+        **Arguments:**
+
+        As for `loss` (e.g. `family.grid(...)` as the stage's `data=`).
+
+        **Returns:**
+
+        `(r, {"quotient": mean R_i, "max_quotient": max R_i})`, `r` of shape
+        `(n * nodes,)`.
+
+        **Example:**
+
+        ```python
+        stages = eigen_stages(family, adam_steps=6000, lbfgs_steps=0) + [
+            sciml.Stage(sciml.GaussNewton(), 50, loss=family.residuals,
+                        data=family.grid([8, 6]))]
+        ```
+        """
+        p = self.sample_conditions(key) if batch is None else batch
+        r, quotient = jax.vmap(model.equation_residual)(p)
+        scale = math.sqrt(2.0 / p.shape[0])
+        return jnp.ravel(r) * scale, {"quotient": jnp.mean(quotient),
+                                      "max_quotient": jnp.max(quotient)}
+
     def loss(self, model: ConditionalEigenPINN, batch, *, key: PRNGKeyArray):
         """Mean Rayleigh quotient over a batch of parameter vectors, for `sciml.fit`.
 
@@ -328,6 +399,12 @@ class ConditionalEigenPINN(eqx.Module):
         """Rayleigh quotient of the trial function for parameters `p` (training rule)."""
         p = self._params(p)
         return self.family.rayleigh_quotient(lambda x: self.trial(x, p), p, rule)
+
+    def equation_residual(self, p: Array, rule: AbstractQuadrature | None = None):
+        """`family.equation_residual` of the trial function for parameters `p`:
+        `(residual at the nodes, Rayleigh quotient)`."""
+        p = self._params(p)
+        return self.family.equation_residual(lambda x: self.trial(x, p), p, rule)
 
     def eigenvalue(self, p: ArrayLike) -> Array:
         """Predicted ground-state eigenvalue for parameters `p` (shape `(n_params,)`).
