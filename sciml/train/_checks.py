@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from ._types import Stage
-from ._updates import AbstractUpdate, as_update
+from ._updates import AbstractUpdate, GradientUpdate, as_update
 
 
 PyTree = Any
@@ -250,11 +250,19 @@ def _check_value(value, update):
     if not isinstance(value, jax.ShapeDtypeStruct) or value.shape != ():
         shape = getattr(value, "shape", type(value).__name__)
         raise ValueError(
-            "sciml.fit: `loss` must return a scalar (shape ()), but it returned shape "
-            f"{shape}. Reduce it, e.g. with jnp.mean(...)."
+            f"sciml.fit: `loss` must return a scalar (shape ()) for {_update_name(update)}, "
+            f"but it returned shape {shape}. Reduce it, e.g. with jnp.mean(...); for a "
+            "residual vector r, return 0.5 * jnp.sum(r**2), or train with an update that "
+            "takes residuals (sciml.GaussNewton())."
         )
     if not jnp.issubdtype(value.dtype, jnp.floating):
         raise ValueError(f"sciml.fit: `loss` must return a float, got dtype {value.dtype}.")
+
+
+def _update_name(update):
+    if isinstance(update, GradientUpdate):
+        return "an optax optimiser"
+    return type(update).__name__
 
 
 def _check_aux(aux, update):
