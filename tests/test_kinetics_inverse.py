@@ -3,10 +3,12 @@
 import gc
 import logging
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import sciml.experiments.kinetics as kx
@@ -172,11 +174,16 @@ def test_kinn_g_clean(caplog):
         est = kin.KINN(
             width=8, steps_per_stage=300, lbfgs_steps=0, lm_steps=100, n_seeds=2, polish="never"
         ).estimate(mech, obs, key=jax.random.key(0), init_log_k=true + jnp.array([0.8, -0.7]))
-    # The second seed reuses the first one's compiled polish and Laplace covariance.
+    # The second seed reuses the first one's compiled steps (one `fit` program for the
+    # Adam stages, one for the Gauss-Newton polish), polish and Laplace covariance.
     compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
-    for name in ("_normal_equations", "_trial", "_data_rows", "_laplace"):
+    for name in ("_residuals", "_data_rows", "_laplace"):
         assert sum(f"Compiling jit({name}) " in m for m in compiled) == 1, name
-    # ... and those programs, with the data they hold, go once the estimate is done.
+    runs = [m for m in compiled if "Compiling jit(_run_impl)" in m]
+    assert len(runs) == 2, runs
+    # ... and the least-squares object, with its own programs and data, goes once the
+    # estimate is done (the polish's `fit` program stays in fit's cache, as every
+    # fit program does).
     from sciml.kinetics._kinn import _SurrogateLeastSquares
 
     gc.collect()
@@ -358,22 +365,76 @@ def test_kinn_surrogate_holds_initial_state_and_simplex():
     assert np.max(np.abs(np.asarray(dx0)[surface])) > 1e-3
 
 
-def test_levenberg_marquardt_rosenbrock_and_linear():
-    from sciml.kinetics._lm import levenberg_marquardt
+def test_direct_fit_equals_scipy_least_squares_on_the_closed_form():
+    # A -> B -> C (k1 != k2) has A = exp(-k1 t), B = k1 / (k2 - k1) (exp(-k1 t) - exp(-k2 t))
+    # from A0 = 1. Noisy A and B: scipy's least_squares on that closed form at tight
+    # tolerances is an independent reference for the minimiser of the same misfit.
+    from scipy.optimize import least_squares
 
-    # Rosenbrock as least squares: unique minimum (1, 1), zero residual.
-    def rosen(x):
-        return jnp.stack([10.0 * (x[1] - x[0] ** 2), 1.0 - x[0]])
+    mech = kin.Mechanism.from_text("A -> B ; k1\nB -> C ; k2\n")
+    ts = np.linspace(0.0, 4.0, 17)
 
-    x, info = levenberg_marquardt(rosen, jnp.array([-1.2, 1.0]), max_steps=200)
-    np.testing.assert_allclose(x, [1.0, 1.0], rtol=0, atol=1e-8)
-    assert info["converged"] and info["loss_after"] < 1e-16
+    def closed_form(log_k):
+        k1, k2 = np.exp(log_k)
+        a = np.exp(-k1 * ts)
+        return np.stack([a, k1 / (k2 - k1) * (a - np.exp(-k2 * ts))], axis=-1)
 
-    # Linear least squares: the normal-equation solution, from numpy's lstsq.
-    a = np.asarray(jax.random.normal(jax.random.key(1), (40, 6)))
-    b = np.asarray(jax.random.normal(jax.random.key(2), (40,)))
-    x, _ = levenberg_marquardt(lambda x: jnp.asarray(a) @ x - b, jnp.zeros(6), max_steps=100)
-    np.testing.assert_allclose(x, np.linalg.lstsq(a, b, rcond=None)[0], rtol=0, atol=1e-9)
+    true = np.log([1.3, 0.4])
+    noise = 0.01 * np.asarray(jax.random.normal(jax.random.key(3), (17, 2)))
+    ys = closed_form(true) + noise
+    ref = least_squares(
+        lambda lk: (closed_form(lk) - ys).ravel(), true + 0.3, xtol=1e-15, ftol=1e-15,
+        gtol=1e-15, method="lm",
+    ).x
+    obs = kin.Observations.make(
+        mech, ts[None], ys[None], np.array([[1.0, 0.0, 0.0]]), species=["A", "B"]
+    )
+    tight = diffrax.PIDController(rtol=1e-12, atol=1e-14)
+    est = kin.DirectFit(n_starts=1, stepsize_controller=tight).estimate(
+        mech, obs, init_log_k=true + 0.3
+    )
+    # The ODE is solved to rtol 1e-12 where scipy uses the exact solution.
+    np.testing.assert_allclose(est.log_k, ref, rtol=0, atol=1e-9)
+    assert est.diagnostics["converged"] and est.diagnostics["iterations"] < 50
+
+
+def test_direct_fit_refuses_an_optimistix_solver():
+    import optimistix as optx
+
+    with pytest.raises(TypeError, match="update=sciml.GaussNewton"):
+        kin.DirectFit(solver=optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8))
+    with pytest.raises(TypeError, match="`update` must be a sciml.GaussNewton"):
+        kin.DirectFit(update=optax.adam(1e-3))
+    for bad in (dict(max_steps=0), dict(rtol=-1.0), dict(atol=float("nan"))):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            kin.DirectFit(**bad)
+
+
+def test_kinn_polish_step_is_the_damped_least_squares_step():
+    # The polish's block-by-experiment solve against numpy's least squares of
+    # [J; sqrt(lam D)] delta = [-r; 0], J by jax.jacfwd of the whole residual vector.
+    from sciml.kinetics._kinn import _LMProblem, _net_flat, _polish_update, _SurrogateLeastSquares
+    from sciml.train._gauss_newton import Linearisation
+
+    mech, obs, true = kx.synthetic_observations("dc", "SQ+n", key=jax.random.key(0))
+    model = kin.KINN(width=3, depth=1).init(mech, obs, key=jax.random.key(1), init_log_k=true)
+    ls = _SurrogateLeastSquares(obs, obs.t)
+    flats = [_net_flat(model, e) for e in range(obs.t.shape[0])]
+    bounds = tuple(int(b) for b in np.cumsum([0, *(f.shape[0] for f in flats)]))
+    x = jnp.concatenate([*flats, model.log_k + 0.1, model.log_scale])
+    problem = _LMProblem(
+        model=model, alpha=jnp.asarray(10.0), inv_s=jnp.asarray(1.0), k0=jnp.asarray(true),
+        inv_p=jnp.asarray(1 / 3), bounds=bounds,
+    )
+    r = np.asarray(ls._residuals(problem, x))
+    J = np.asarray(jax.jacfwd(lambda v: ls._residuals(problem, v))(x))
+    lam, d = 0.3, np.sum(J**2, axis=0) + 1e-3
+    lin = Linearisation(jnp.asarray(r), {}, None, lambda u: u @ jnp.asarray(J), jnp.asarray(J))
+    solver = _polish_update(ls.row_starts(), bounds).solver
+    delta = np.asarray(solver.direction(lin, jnp.asarray(lam), jnp.asarray(d))[0])
+    A = np.concatenate([J, np.diag(np.sqrt(lam * d))])
+    ref = np.linalg.lstsq(A, np.concatenate([-r, np.zeros_like(x)]), rcond=None)[0]
+    np.testing.assert_allclose(delta, ref, rtol=0, atol=1e-9 * np.max(np.abs(ref)))
 
 
 def test_kinn_residual_vector_sums_to_the_loss():

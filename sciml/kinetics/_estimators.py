@@ -14,9 +14,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 
 from .. import ensemble as _ensemble
+from ..train import GaussNewton, fit
 from ._data import Estimate, Observations, covariance_to_std_corr, gauss_newton_covariance
 from ._mechanism import Mechanism
 from ._simulate import simulate
@@ -206,22 +206,70 @@ def _direct_residual(psi, args):
     return jnp.where(jnp.isfinite(r), r, 1e3)
 
 
+class _DirectLoss(eqx.Module):
+    """`DirectFit`'s residual in `sciml.fit`'s residual convention, as a pytree: the
+    data and the first guess are arguments of the compiled step, the rest keys it, so
+    every start and every data set of one design reuses one program."""
+
+    problem: _DirectProblem
+    theta_ref: jax.Array
+    bound: float = eqx.field(static=True)
+
+    def __call__(self, psi, batch, *, key):
+        del batch, key
+        return _direct_residual(psi, (self.problem, self.theta_ref, self.bound))
+
+
+class _Converged:
+    """`sciml.fit` callback: stops once an accepted step changed no parameter by more
+    than `atol + rtol |psi|` (optimistix's and MINPACK's step test), or after
+    `_MAX_REJECTIONS` rejected steps in a row (the damping has then grown by 2^55, so
+    the Gauss-Newton model predicts no decrease the objective shows)."""
+
+    every = 1  # look at every step, so the fit stops at the step that converged
+
+    def __init__(self, rtol, atol):
+        self.rtol, self.atol = rtol, atol
+        self.last, self.rejected, self.converged = None, 0, False
+
+    def __call__(self, info):
+        psi = np.asarray(info.model)
+        accepted = info.terms["accepted"] > 0
+        self.rejected = 0 if accepted else self.rejected + 1
+        if accepted and self.last is not None:
+            moved = np.abs(psi - self.last) <= self.atol + self.rtol * np.abs(psi)
+            self.converged = bool(np.all(moved))
+        self.last = psi
+        return self.converged or self.rejected >= _MAX_REJECTIONS
+
+
+_MAX_REJECTIONS = 10
+
+
 class DirectFit(AbstractEstimator):
     """Classical baseline: least squares of the ODE solution against the data.
 
-    The diffrax solve is differentiated in forward mode inside optimistix's
-    Levenberg-Marquardt; the uncertainty is the Gauss-Newton (Laplace) covariance
-    s^2 (J^T J)^{-1} at the optimum, with s the known noise std or the residual
-    standard error. Directions the data leave flat get a large std, not a tiny one.
+    The residual (forward-mode derivatives through the diffrax solve) is minimised by
+    `sciml.fit` with the shared Levenberg-Marquardt update `sciml.GaussNewton`; the
+    uncertainty is the Gauss-Newton (Laplace) covariance s^2 (J^T J)^{-1} at the
+    optimum, with s the known noise std or the residual standard error. Directions the
+    data leave flat get a large std, not a tiny one.
 
     **Arguments:**
 
-    - `solver`: an optimistix least-squares solver (default LevenbergMarquardt).
+    - `update`: the residual update `sciml.fit` runs (default `sciml.GaussNewton()`:
+      Levenberg-Marquardt with Nielsen's damping rule and a QR solve).
+    - `solver`: no longer accepted (it took an optimistix least-squares solver); pass
+      `update=` instead.
     - `ode_solver`: the diffrax solver (default `Tsit5()`: the benchmark mechanisms are
       only mildly stiff, and forward-mode derivatives through an implicit solver's
       root find fail with an error whenever one Newton iteration diverges).
     - `stepsize_controller`: ODE tolerances (default PID rtol 1e-9, atol 1e-11).
-    - `max_steps`: iterations of the least-squares solver.
+    - `max_steps`: the most steps of the update per start (rejected steps count).
+    - `rtol`, `atol`: the stopping rule: a start stops at the first accepted step that
+      changes every parameter by at most `atol + rtol |value|` (in the tanh-mapped
+      parameters below; `diagnostics["converged"]`), or after 10 rejected steps in a
+      row, or after `max_steps`.
     - `bound`: the search stays within +-`bound` of the first guess in every ln k
       (a smooth tanh map), so trial steps cannot overflow exp(ln k).
     - `n_starts`: fits from this many first guesses: `init_log_k` and `n_starts - 1`
@@ -232,15 +280,17 @@ class DirectFit(AbstractEstimator):
       fit can stop in a local minimum, with a confident covariance around the wrong
       constants. On dc SQ+n over 4 noise draws, one start gave MAE c 0.205 with 85 % of
       the errors inside 2 std, four starts c 0.042 (the Cramér-Rao floor is 0.045) and
-      97 %, at 2.7x the time (later starts reuse the first one's compiled solver;
+      97 %, at 2.7x the time (later starts reuse the first one's compiled step;
       benchmarks/RESULTS.md). 1 = the single classical fit.
     - `start_std`: spread of the extra starts in ln k.
     """
 
-    solver: optx.AbstractLeastSquaresSolver
+    update: GaussNewton
     ode_solver: diffrax.AbstractSolver
     stepsize_controller: diffrax.AbstractStepSizeController
     max_steps: int = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
     bound: float = eqx.field(static=True)
     n_starts: int = eqx.field(static=True)
     start_std: float = eqx.field(static=True)
@@ -248,21 +298,41 @@ class DirectFit(AbstractEstimator):
     def __init__(
         self,
         *,
+        update=None,
         solver=None,
         ode_solver=None,
         stepsize_controller=None,
         max_steps: int = 200,
+        rtol: float = 1e-10,
+        atol: float = 1e-12,
         bound: float = 10.0,
         n_starts: int = 4,
         start_std: float = 1.0,
     ):
+        if solver is not None:
+            raise TypeError(
+                f"DirectFit: `solver=` is gone (it took an optimistix least-squares solver, "
+                f"got {solver!r}): the fit runs sciml.fit with a residual update. Pass "
+                "`update=sciml.GaussNewton(...)` (e.g. "
+                "`sciml.GaussNewton(sciml.train.AdaptiveDamping(initial=1.0))`) instead."
+            )
+        if update is not None and not isinstance(update, GaussNewton):
+            raise TypeError(
+                "DirectFit: `update` must be a sciml.GaussNewton(...) (alias "
+                f"sciml.LevenbergMarquardt), got {update!r}."
+            )
         if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
             raise ValueError(f"DirectFit: `n_starts` must be an integer >= 1, got {n_starts!r}.")
         if not start_std > 0:
             raise ValueError(f"DirectFit: `start_std` must be positive, got {start_std!r}.")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"DirectFit: `max_steps` must be an integer >= 1, got {max_steps!r}.")
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"DirectFit: `{name}` must be a number >= 0, got {value!r}.")
         self.n_starts = n_starts
         self.start_std = float(start_std)
-        self.solver = optx.LevenbergMarquardt(rtol=1e-10, atol=1e-12) if solver is None else solver
+        self.update = GaussNewton() if update is None else update
         self.ode_solver = diffrax.Tsit5() if ode_solver is None else ode_solver
         self.stepsize_controller = (
             diffrax.PIDController(rtol=1e-9, atol=1e-11)
@@ -270,6 +340,7 @@ class DirectFit(AbstractEstimator):
             else stepsize_controller
         )
         self.max_steps = max_steps
+        self.rtol, self.atol = float(rtol), float(atol)
         self.bound = float(bound)
 
     def estimate(self, mechanism, observations, *, key=None, init_log_k=None) -> Estimate:
@@ -279,10 +350,9 @@ class DirectFit(AbstractEstimator):
         idx = jnp.asarray(observations.flat_index())
         sigma = 1.0 if observations.noise_std is None else observations.noise_std
         y = observations.values.ravel()[idx]
-        # Everything the residual needs goes through `args` (arrays traced, the rest
-        # static and hashed), and the residual is a module-level function: a second fit of
-        # the same design (another start, another data set of the same shape) reuses the
-        # compiled solver instead of recompiling it.
+        # Everything the residual needs is an array of the loss pytree or a static
+        # field: a second fit of the same design (another start, another data set of the
+        # same shape) reuses the compiled step instead of recompiling it.
         problem = _DirectProblem(
             mechanism,
             observations,
@@ -299,16 +369,16 @@ class DirectFit(AbstractEstimator):
             starts += list(starts[0] + self.start_std * np.asarray(noise))
         fits = []
         for start in starts:
-            theta, sol = self._fit_from(problem, mechanism, observations, start)
+            theta, steps, converged = self._fit_from(problem, mechanism, observations, start)
             # The linearisation the covariance needs also gives each start's misfit: one
             # compilation fewer than a separate residual function.
             fitted, jac = _linearise(problem, theta)
             r = (np.asarray(fitted).ravel()[np.asarray(idx)] - np.asarray(y)) / sigma
             # A failed solve reads as the constant residual 1e3, as in the fit.
-            fits.append((theta, sol, fitted, jac, np.where(np.isfinite(r), r, 1e3)))
+            fits.append((theta, (steps, converged), fitted, jac, np.where(np.isfinite(r), r, 1e3)))
         misfit = [float(np.sum(f[4] ** 2)) for f in fits]
         best = int(np.argmin(misfit))
-        theta, sol, fitted, jac, r = fits[best]
+        theta, (steps, converged), fitted, jac, r = fits[best]
         # Rows where the solve failed carry no information.
         jac = np.asarray(jac) / sigma
         jac = np.where(np.isfinite(jac), jac, 0.0)
@@ -317,8 +387,8 @@ class DirectFit(AbstractEstimator):
         cov = gauss_newton_covariance(jac, s2)
         diagnostics = {
             "wall_time_s": time.perf_counter() - t0,
-            "iterations": int(sol.stats["num_steps"]),
-            "converged": bool(sol.result == optx.RESULTS.successful),
+            "iterations": steps,
+            "converged": converged,
             "residual_std": float(np.sqrt(float(r @ r) / max(n - p, 1))) * sigma,
         }
         if self.n_starts > 1:
@@ -329,7 +399,7 @@ class DirectFit(AbstractEstimator):
         )
 
     def _fit_from(self, problem, mechanism, observations, init_log_k):
-        """One least-squares fit from one first guess: (theta, solution)."""
+        """One least-squares fit from one first guess: (theta, steps run, converged)."""
         theta0 = jnp.concatenate(
             [
                 jnp.asarray(init_log_k),
@@ -338,16 +408,18 @@ class DirectFit(AbstractEstimator):
                 ),
             ]
         ).astype(observations.x0.dtype)
-        args = (problem, theta0, self.bound)
-        sol = optx.least_squares(
-            _direct_residual,
-            self.solver,
+        stop = _Converged(self.rtol, self.atol)
+        result = fit(
             jnp.zeros_like(theta0),
-            args=args,
-            max_steps=self.max_steps,
-            throw=False,
+            _DirectLoss(problem, theta0, self.bound),
+            self.update,
+            steps=self.max_steps,
+            key=jax.random.key(0),  # the residual draws nothing
+            callbacks=[stop],
+            progress=False,
         )
-        return _direct_params(sol.value, theta0, self.bound), sol
+        theta = _direct_params(result.model, theta0, self.bound)
+        return theta, int(len(result.history["step"])), stop.converged
 
 
 class ESMDA(AbstractEstimator):

@@ -17,19 +17,22 @@ the whole parameter vector (networks, ln k, ln scales), marginalised to ln k.
 from __future__ import annotations
 
 import dataclasses
-import functools
+import itertools
 import time
+import weakref
+from typing import ClassVar
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
 from .. import nn as _nn
-from ..train import Stage, fit
+from ..train import AbstractGaussNewtonSolver, AdaptiveDamping, GaussNewton, Stage, fit
 from ._data import covariance_to_std_corr, gauss_newton_covariance
 from ._estimators import (
     AbstractEstimator,
@@ -40,7 +43,6 @@ from ._estimators import (
     observation_linearisation,
     predict,
 )
-from ._lm import levenberg_marquardt, trial_step
 from ._simulate import default_controller, rhs
 
 
@@ -160,11 +162,14 @@ class KINN(AbstractEstimator):
       `physics_learning_rate`.
     - `lbfgs_steps`: L-BFGS steps at the last alpha (0 to skip).
     - `lm_steps`: accepted Levenberg-Marquardt steps on every parameter at once
-      (networks, ln k, ln scales) after the L-BFGS stage, at the last alpha (0 to skip).
-      The loss is a sum of squares of a few thousand residuals in one or two thousand
-      parameters, so Gauss-Newton steps are affordable and converge where first-order
-      steps crawl. `J^T J` is formed block by experiment (each network only touches
-      its own experiment's rows).
+      (networks, ln k, ln scales) after the L-BFGS stage, at the last alpha (0 to skip;
+      at most `4 lm_steps` steps in all, and fewer once a step moves the parameters by
+      less than 1e-12 or the loss by less than 1e-10, relative). The loss is a sum of
+      squares of a few thousand residuals in one or two thousand parameters, so
+      Gauss-Newton steps are affordable and converge where first-order steps crawl.
+      The stage is `sciml.fit` with `sciml.GaussNewton` (Nielsen's damping, Marquardt's
+      scaling), whose damped system is solved with `J^T J` formed block by experiment
+      (each network only touches its own experiment's rows).
     - `prior_std`: std of a Gaussian prior on ln k around the first guess, used by the
       Levenberg-Marquardt stage and the Laplace covariance (None: no prior). Constants the
       data cannot identify then stay near the first guess with a std of about
@@ -549,7 +554,7 @@ class KINN(AbstractEstimator):
         Levenberg-Marquardt on the residual vector of the last stage's loss."""
         # Parameters ordered [net of experiment 0, net 1, ..., (ln k, ln scales)]: rows of
         # experiment e depend on its own network and the shared block only, so J^T J is
-        # block-arrow and each block's Jacobian needs only that experiment's tangents.
+        # block-arrow (`_BlockArrowSolve` forms only its nonzero blocks).
         n_exp = least_squares.observations.t.shape[0]
         flats = [_net_flat(model, e) for e in range(n_exp)]
         bounds = tuple(int(b) for b in np.cumsum([0, *(f.shape[0] for f in flats)]))
@@ -569,14 +574,24 @@ class KINN(AbstractEstimator):
         inv_s = 1.0 / np.sqrt(_residual_variance(r0, x0.shape[0]))
         problem = eqx.tree_at(lambda p: p.inv_s, problem, jnp.asarray(inv_s, dtype))
         t0 = time.perf_counter()
-        x, info = levenberg_marquardt(
-            functools.partial(least_squares._residuals, problem),
+        stop = _PolishStop(self.lm_steps, x0)
+        result = fit(
             x0,
-            max_steps=self.lm_steps,
-            linearise=functools.partial(least_squares.normal_equations, problem),
-            trial=functools.partial(least_squares.trial, problem),
+            _PolishLoss(least_squares.handle, problem),
+            _polish_update(least_squares.row_starts(), bounds),
+            steps=4 * self.lm_steps,
+            key=jax.random.key(0),  # the residual draws nothing
+            callbacks=[stop],
             progress=self.progress,
         )
+        x = result.model
+        info = {
+            "steps": stop.accepted,
+            "trials": int(len(result.history["step"])),
+            "loss_before": 2.0 * float(result.history["loss"][0]),
+            "loss_after": float(np.sum(np.asarray(least_squares.residuals(problem, x)) ** 2)),
+            "converged": stop.converged,
+        }
         info = {f"lm_{k}": v for k, v in info.items()}
         info["lm_s"] = time.perf_counter() - t0
         per, shared = _lm_split(problem, x)
@@ -635,6 +650,128 @@ class _LMProblem(eqx.Module):
     k0: jax.Array
     inv_p: jax.Array
     bounds: tuple = eqx.field(static=True)
+
+
+class _BlockArrowSolve(AbstractGaussNewtonSolver):
+    """The damped Gauss-Newton step of KINN's polish, by Cholesky of `J^T J + λD` formed
+    block by experiment.
+
+    Experiment `e`'s rows depend on its own network and on the shared (ln k, ln scales)
+    block only, and the prior's rows on ln k only, so `J^T J` is block-arrow: forming
+    just its nonzero blocks from the dense `J` takes `sum_e N_e (P_e + P_s)^2` products
+    instead of `N P^2` (a factor of about the number of experiments squared). The
+    normal equations rather than QR: P is one or two thousand, and the polish needs no
+    more digits than the Laplace covariance after it, which forms `J^T J` anyway.
+
+    **Arguments:**
+
+    - `rows`: where each experiment's rows start in the residual, and where the
+      prior's rows start.
+    - `columns`: where each experiment's network starts in the flat parameters, and
+      where the shared block starts.
+    """
+
+    dense: ClassVar[bool] = True
+    rows: tuple = eqx.field(static=True)
+    columns: tuple = eqx.field(static=True)
+
+    def direction(self, lin, damping, scale):
+        J, r = lin.jacobian, lin.residual
+        rows, cols = self.rows, self.columns
+        shared = cols[-1]
+        P = J.shape[1]
+        G = jnp.zeros((P, P), J.dtype)
+        for e in range(len(cols) - 1):
+            j_net = J[rows[e] : rows[e + 1], cols[e] : cols[e + 1]]
+            j_sh = J[rows[e] : rows[e + 1], shared:]
+            cross = j_net.T @ j_sh
+            G = G.at[cols[e] : cols[e + 1], cols[e] : cols[e + 1]].set(j_net.T @ j_net)
+            G = G.at[cols[e] : cols[e + 1], shared:].set(cross)
+            G = G.at[shared:, cols[e] : cols[e + 1]].set(cross.T)
+            G = G.at[shared:, shared:].add(j_sh.T @ j_sh)
+        j_prior = J[rows[-1] :, shared:]
+        G = G.at[shared:, shared:].add(j_prior.T @ j_prior)
+        d = jnp.ones(P, J.dtype) if scale is None else scale
+        G = G + jnp.diag(damping * d)
+        op = lx.MatrixLinearOperator(G, lx.positive_semidefinite_tag)
+        sol = lx.linear_solve(op, -lin.vjp(r), lx.Cholesky(), throw=False)
+        return sol.value, jnp.asarray(0, jnp.int32)
+
+
+def _polish_update(rows, columns):
+    """KINN's polish: Levenberg-Marquardt with Marquardt's scaling (the networks'
+    weights and ln k differ in scale by orders of magnitude), λ from 1e-3 of it."""
+    return GaussNewton(
+        AdaptiveDamping(initial=1e-3),
+        solver=_BlockArrowSolve(rows, columns),
+        marquardt_scaling=True,
+    )
+
+
+class _Handle:
+    """A static stand-in for a `_SurrogateLeastSquares`: equal only to itself (a serial
+    number, never reused, unlike `id`), and holding the object weakly, so that `fit`'s
+    program cache, which keeps its static arguments, does not keep the object alive."""
+
+    _serial = itertools.count()
+
+    def __init__(self, obj):
+        self._ref = weakref.ref(obj)
+        self._key = next(self._serial)
+
+    def __call__(self):
+        return self._ref()
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Handle) and self._key == other._key
+
+
+class _PolishLoss(eqx.Module):
+    """One seed's polish as a `sciml.fit` residual loss on the flat parameter vector.
+    Its static part is the estimate's `_SurrogateLeastSquares` (through one `_Handle`),
+    so every seed of an estimate runs one compiled program, with the data as its
+    constants."""
+
+    handle: _Handle = eqx.field(static=True)
+    problem: _LMProblem
+
+    def __call__(self, x, batch, *, key):
+        del batch, key
+        return self.handle()._residuals(self.problem, x)
+
+
+class _PolishStop:
+    """`sciml.fit` callback of the polish: stops after `max_accepted` accepted steps, or
+    when an accepted step moved the parameters by less than `xtol` relative, or the
+    loss fell by less than `ftol` relative over the last accepted step (MINPACK's tests;
+    the loss at a step's end is known one step later), or when rejections have driven
+    the damping (relative to Marquardt's scaling) above 1e16."""
+
+    every = 1
+
+    def __init__(self, max_accepted, x0, xtol=1e-12, ftol=1e-10):
+        self.max_accepted, self.xtol, self.ftol = max_accepted, xtol, ftol
+        self.accepted, self.converged = 0, False
+        self.last = np.asarray(x0)  # the parameters before the last step
+        self.pending = None  # loss before the last accepted step, until its end is known
+
+    def __call__(self, info):
+        x = np.asarray(info.model)
+        loss = info.terms["loss"]  # at the start of the step just run
+        if self.pending is not None:
+            self.converged |= self.pending - loss <= self.ftol * self.pending
+            self.pending = None
+        if info.terms["accepted"] > 0:
+            self.accepted += 1
+            step = np.linalg.norm(x - self.last)
+            self.converged |= bool(step < self.xtol * (np.linalg.norm(x) + self.xtol))
+            self.pending = loss
+        self.last = x
+        stuck = info.terms["accepted"] == 0 and info.terms["damping"] > 1e16
+        return bool(self.converged) or stuck or self.accepted >= self.max_accepted
 
 
 def _net(model, e):
@@ -713,8 +850,17 @@ class _SurrogateLeastSquares:
         # Compiled programs owned by this instance, collected with it and its data.
         self.data_rows = _owned_jit(self._data_rows)
         self.laplace = _owned_jit(self._laplace)
-        self.normal_equations = _owned_jit(self._normal_equations)
-        self.trial = _owned_jit(self._trial)
+        self.residuals = _owned_jit(self._residuals)
+        self.handle = _Handle(self)
+
+    def row_starts(self):
+        """Where each experiment's rows start in `_residuals`, then the prior's rows."""
+        n_species = self.observations.x0.shape[1]
+        sizes = [
+            self.t_col.shape[1] * n_species + int(idx.shape[0]) + n_species
+            for idx in self.rows_idx
+        ]
+        return tuple(int(v) for v in np.cumsum([0, *sizes]))
 
     def _rows(self, problem, e, flat_e, shared):
         """Experiment `e`'s rows (in units of the residual std) from its own block."""
@@ -744,38 +890,6 @@ class _SurrogateLeastSquares:
         # Gaussian prior N(first guess, prior_std^2) on ln k.
         prior = problem.inv_p * (x[problem.bounds[-1] :][:n_k] - problem.k0)
         return jnp.concatenate([self._data_rows(problem, x), prior])
-
-    def _trial(self, problem, x, a, g, scale, mu):
-        return trial_step(functools.partial(self._residuals, problem), x, a, g, scale, mu)
-
-    def _normal_equations(self, problem, x):
-        """`(r, J^T J, J^T r)`, assembled block by experiment (block-arrow J^T J)."""
-        per, shared = _lm_split(problem, x)
-        b = problem.bounds
-        n_k = problem.k0.shape[0]
-        p = x.shape[0]
-        a = jnp.zeros((p, p), x.dtype)
-        g = jnp.zeros((p,), x.dtype)
-        rs = []
-        for e, flat_e in enumerate(per):
-            r_e = self._rows(problem, e, flat_e, shared)
-            j_net, j_sh = jax.jacfwd(
-                lambda f, s, e=e: self._rows(problem, e, f, s), argnums=(0, 1)
-            )(flat_e, shared)
-            lo, hi = b[e], b[e + 1]
-            cross = j_net.T @ j_sh
-            a = a.at[lo:hi, lo:hi].set(j_net.T @ j_net)
-            a = a.at[lo:hi, b[-1] :].set(cross)
-            a = a.at[b[-1] :, lo:hi].set(cross.T)
-            a = a.at[b[-1] :, b[-1] :].add(j_sh.T @ j_sh)
-            g = g.at[lo:hi].set(j_net.T @ r_e)
-            g = g.at[b[-1] :].add(j_sh.T @ r_e)
-            rs.append(r_e)
-        ik = np.arange(b[-1], b[-1] + n_k)
-        prior = problem.inv_p * (shared[:n_k] - problem.k0)
-        a = a.at[ik, ik].add(problem.inv_p**2)
-        g = g.at[ik].add(problem.inv_p * prior)
-        return jnp.concatenate([*rs, prior]), a, g
 
     def _laplace(self, model, alpha):
         """The Jacobian of the loss's residual vector in every parameter, and the vector."""
