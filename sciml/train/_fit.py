@@ -76,7 +76,7 @@ def fit(
     devices: int | Sequence[jax.Device] | None = None,
     progress: bool | AbstractProgressMeter = True,
 ) -> FitResult:
-    """Trains any equinox pytree with any optax optimiser.
+    """Trains any equinox pytree with any optax optimiser or sciml update.
 
     **Arguments:**
 
@@ -84,11 +84,12 @@ def fit(
       parameters: network weights, eigenvalues, kinetic constants, time steps alike.
     - `loss`: `loss(model, batch, *, key) -> scalar` or `-> (scalar, aux)` where `aux`
       is a dict of named scalar terms, recorded in the history. For an update that
-      takes residuals (an ensemble method; see `sciml.train`'s residual convention)
-      it returns a residual vector `r`, or `(r, aux)`. If it accepts a `step`
+      takes residuals (`sciml.GaussNewton`, an ensemble method; see `sciml.train`'s
+      residual convention) it returns a residual vector `r`, or `(r, aux)`. If it accepts a `step`
       keyword it also receives the global step (an int32 array), for weight schedules.
     - `optimiser`: an `optax.GradientTransformation` or another update (a
-      `sciml.train.AbstractUpdate`, e.g. `sciml.ensemble.ESMDA()`), run for `steps`
+      `sciml.train.AbstractUpdate`, e.g. `sciml.GaussNewton()`, `sciml.SSBroyden2()`,
+      `sciml.ensemble.ESMDA()`), run for `steps`
       steps; or a sequence of `sciml.Stage(optimiser, steps)` run one after the other
       (e.g. Adam, then `optax.lbfgs()`). A later call with the same shapes, the same loss object
       and an equal optimiser reuses the compiled program: an optax optimiser rebuilt
