@@ -24,9 +24,13 @@
    4 u(t), s(0) = s'(0) = 0 (reference: sciml.data.solve_ode); test relative L2 (target
    <= 5e-2), steps/s (target >= 50), and full batches against the default minibatches
    at equal steps.
+7. `fno` (issue 29): the FNO on the paper's Burgers (s = 256) and Darcy (s = 85) sets,
+   test relative L2 next to the paper's (1.49e-2, 1.08e-2) with the training time, and
+   the same weights at 2x and 4x the training resolution, via `problems/fno_burgers.py`
+   and `problems/fno_darcy.py`.
 
     python benchmarks/operators.py [--quick]
-        [--only views,deeponet,lssl,deepxde,lssl-speed,lssl-cli]
+        [--only views,deeponet,lssl,deepxde,lssl-speed,lssl-cli,fno]
         [--deepxde-python /path/to/venv/bin/python] [--lssl-compare-steps N]
         [--markdown FILE]
 """
@@ -336,10 +340,25 @@ def lssl_cli(quick: bool, compare: int | None = None) -> list[str]:
     return lines
 
 
+def fno(quick: bool) -> list[str]:
+    lines = ["### FNO on the paper's Burgers and Darcy sets", "",
+             "| problem | train functions | steps | rel. L2 at s (paper) | at 2s | at 4s | "
+             "training (s) | steps/s |", "|---|---|---|---|---|---|---|---|"]
+    for name, paper in (("fno_burgers", "1.49e-2 at 256"), ("fno_darcy", "1.08e-2 at 85")):
+        m = _run_problem(name, quick)
+        lines.append(
+            f"| {name.replace('_', '-')} | {m['train_functions']} | {m['steps']} | "
+            f"{m['test_rel_l2_train_res']:.2e} at {m['train_resolution']} ({paper}) | "
+            f"{m['test_rel_l2_2x']:.2e} | {m['test_rel_l2_4x']:.2e} | "
+            f"{m['train_s']:.0f} | {m['steps_per_s']:.1f} |"
+        )
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    p.add_argument("--only", default="views,deeponet,lssl,deepxde,lssl-speed,lssl-cli",
+    p.add_argument("--only", default="views,deeponet,lssl,deepxde,lssl-speed,lssl-cli,fno",
                    help="comma-separated sections")
     p.add_argument("--markdown", help="also write the tables to this file")
     p.add_argument("--deepxde-python", help="python of a venv with torch and deepxde")
@@ -353,6 +372,7 @@ def main(argv=None) -> int:
         "deepxde": lambda quick: deepxde(quick, args.deepxde_python),
         "lssl-speed": lssl_speed,
         "lssl-cli": lambda quick: lssl_cli(quick, args.lssl_compare_steps),
+        "fno": fno,
     }
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in sections]

@@ -68,9 +68,10 @@ def run(options: sciml.cli.RunOptions) -> dict:
     sciml.plot.save(fig, options.out / "error_vs_resolution.png")
     sciml.plot.history(result.history, options.out / "loss.png", title=NAME)
     return {
-        "test_rel_l2_256": errors[256],
-        "test_rel_l2_512": errors[512],
-        "test_rel_l2_1024": errors[1024],
+        "train_resolution": 256,
+        "test_rel_l2_train_res": errors[256],
+        "test_rel_l2_2x": errors[512],
+        "test_rel_l2_4x": errors[1024],
         "train_rel_l2": train_err,
         "paper_rel_l2_256": 1.49e-2,
         "train_functions": n_train,
