@@ -62,6 +62,10 @@ class RunOptions:
 
 @dataclasses.dataclass(frozen=True)
 class ProblemEntry:
+    """A registered problem: its `NAME`, the first line of its docstring (the
+    `description` `sciml list` shows) and the script's `path`; `shadows` lists later
+    scripts with the same NAME that this one hides."""
+
     name: str
     description: str
     path: pathlib.Path
@@ -70,6 +74,18 @@ class ProblemEntry:
 
 
 _SHIPPED = pathlib.Path(__file__).resolve().parents[2] / "problems"
+
+# `sciml run demo` (what `make demo` runs): one problem per family, chosen among the
+# quickest, so a first run shows every family within a few minutes.
+DEMO = (
+    "poisson-1d",  # pinn
+    "node-spiral",  # ode
+    "hidden-lotka-volterra",  # pinn hidden terms + symbolic
+    "kinetics-da",  # kinetics
+    "deeponet-antiderivative",  # operators
+    "ensemble-sine",  # ensemble
+)
+GROUPS = {"all": None, "demo": DEMO}
 
 
 def _problem_dirs(explicit: str | None) -> list[pathlib.Path]:
@@ -314,10 +330,20 @@ def _cmd_list(args) -> int:
 
 def _cmd_run(args) -> int:
     problems = discover(args.problems)
+    group = args.name in GROUPS
     if args.name == "all":
         selected = sorted(problems)
         if not selected:
             raise CLIError("no problems found: run from the checkout or pass --problems DIR.")
+    elif group:
+        selected = list(GROUPS[args.name])
+        unknown = [n for n in selected if n not in problems]
+        if unknown:
+            raise CLIError(
+                f"{args.name!r} runs {', '.join(unknown)}, not found in "
+                f"{', '.join(str(d) for d in _problem_dirs(args.problems))}: run from the "
+                "checkout or pass --problems DIR holding them."
+            )
     else:
         if args.name not in problems:
             known = ", ".join(sorted(problems)) or "(none found)"
@@ -325,11 +351,9 @@ def _cmd_run(args) -> int:
         selected = [args.name]
     _warn_shadows(problems[n] for n in selected)
     base = pathlib.Path(args.out) if args.out else pathlib.Path("runs")
-    outs = {n: base / n if (args.name == "all" or not args.out) else base for n in selected}
+    outs = {n: base / n if (group or not args.out) else base for n in selected}
     # Before the first problem runs.
-    refuse_earlier_results(
-        outs.values(), args.force, extra=[base / "report.md"] if args.name == "all" else []
-    )
+    refuse_earlier_results(outs.values(), args.force, extra=[base / "report.md"] if group else [])
     created = first_missing(base)
     check_out_dir(base)
     started = time.time() - 1.0
@@ -355,8 +379,8 @@ def _cmd_run(args) -> int:
             continue
         rows.append((name, out, metrics))
         print(f"   {name}: {_fmt(metrics)}", flush=True)
-    if args.name == "all":
-        _write_index(base, rows, problems, started)
+    if group:
+        _write_index(base, rows, problems, started, title=f"sciml run {args.name}")
         print(f"report: {base / 'report.md'}")
     remove_if_empty(base, created)
     if failed:
@@ -365,9 +389,10 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _write_index(base: pathlib.Path, rows, problems, started: float | None = None) -> None:
+def _write_index(base: pathlib.Path, rows, problems, started: float | None = None,
+                 title: str = "sciml run all") -> None:
     base.mkdir(parents=True, exist_ok=True)
-    lines = ["# sciml run all", "", "| problem | description | status | wall time (s) | report |"]
+    lines = [f"# {title}", "", "| problem | description | status | wall time (s) | report |"]
     lines.append("|---|---|---|---|---|")
     for name, out, metrics in rows:
         rel = os.path.relpath(out, base)
