@@ -107,7 +107,7 @@ def test_lssl_refuses_unaligned(files, tmp_path, capsys):
 def test_bad_options(files, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--train", str(files / "train.npz"), "--test", str(files / "test.npz"),
-              "--model", "fno", "--out", str(tmp_path)])
+              "--model", "fourier", "--out", str(tmp_path)])
     assert e.value.code == 2
     code = main(["train", "--train", str(tmp_path / "nope.npz"), "--test",
                  str(files / "test.npz"), "--out", str(tmp_path)])

@@ -75,7 +75,7 @@ def _family_runner(command: str, module: str):
 # by their own module, imported only when used, so `sciml list` stays fast.
 _FAMILY_COMMANDS = (
     ("kinetics", "sciml.cli.kinetics", "microkinetic models: simulate and fit mechanisms"),
-    ("operator", "sciml.cli.operator", "train DeepONet / LSSL on DeepXDE-layout npz files"),
+    ("operator", "sciml.cli.operator", "train DeepONet / FNO / LSSL on DeepXDE-layout npz files"),
 )
 
 
