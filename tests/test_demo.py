@@ -12,9 +12,8 @@ from sciml.cli import _run
 
 # The problem-name prefixes of each family (README, "The families").
 FAMILIES = {
-    "pinn": ("poisson", "pinn", "kovasznay", "lid", "heat", "eigen", "magnet"),
+    "pinn": ("poisson", "pinn", "kovasznay", "lid", "heat", "eigen", "magnet", "hidden"),
     "ode": ("node", "nsde"),
-    "hidden terms and symbolic": ("hidden",),
     "kinetics": ("kinetics",),
     "operators": ("deeponet", "fno", "lssl"),
     "ensemble": ("ensemble",),
