@@ -92,11 +92,13 @@ def _recover(points, noise, steps, seed, progress):
     identify_s = time.perf_counter() - t_id
     discovery = identification.discovery
     # Close the loop with sciml.fit: the formula in the ODE, coefficients re-fitted
-    # through diffrax (identify's Levenberg-Marquardt fit is the starting point).
-    closed = problem.closed_form(identification.term, y0=identification.y0)
+    # through diffrax by Levenberg-Marquardt on the misfit residuals (identify's fit is
+    # the starting point); forward mode, as GaussNewton forms the Jacobian.
+    closed = problem.closed_form(identification.term, y0=identification.y0,
+                                 adjoint=diffrax.ForwardMode())
     try:
-        refit = sciml.fit(closed, problem.closed_form_loss, optax.lbfgs(), steps=50,
-                          key=fkey, progress=progress).model
+        refit = sciml.fit(closed, problem.closed_form_residuals, sciml.GaussNewton(),
+                          steps=20, key=fkey, progress=progress).model
         closed_error = problem.trajectory_error(refit, ts, ref)
     except sciml.DivergenceError:
         # The selected formula makes the ODE blow up: keep it, report the failure.
