@@ -52,8 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("list", help="list the registered problems")
     pl.add_argument("--problems", help="folder of problem scripts (default: ./problems)")
     pl.set_defaults(func=_cmd_list)
-    pr = sub.add_parser("run", help="run a problem (or 'all')")
-    pr.add_argument("name", help="problem name from `sciml list`, or 'all'")
+    pr = sub.add_parser("run", help="run a problem (or 'demo', or 'all')")
+    pr.add_argument(
+        "name", help="problem name from `sciml list`, 'demo' (one per family) or 'all'"
+    )
     pr.add_argument("--problems", help="folder of problem scripts (default: ./problems)")
     _add_run_options(pr, out_default=None)
     pr.set_defaults(func=_cmd_run)

@@ -44,7 +44,6 @@ class SpeciesKind(enum.Enum):
         return self is not SpeciesKind.GAS
 
 
-# Reaction groups of the KINN paper's Table 5.
 GROUPS = {
     "g": "homogeneous (gas only)",
     "d": "adsorption / desorption (gas and surface)",
@@ -52,6 +51,8 @@ GROUPS = {
     "c": "between an adsorbate and an intermediate",
     "s": "between intermediates",
 }
+"""The reaction groups of the KINN paper's Table 5, by letter: what a step's species are
+(gas, adsorbates, intermediates); `Mechanism.groups` holds one letter per directed step."""
 
 # The largest stoichiometric coefficient (see `_parse_side` for why).
 MAX_COEFFICIENT = 100

@@ -19,9 +19,10 @@ import numpy as np
 from diffrax import AbstractRungeKutta, AbstractSolver, AbstractWrappedSolver, ButcherTableau
 
 
-# OrdinaryDiffEq's `alg_stability_size`: where the stability region of the method
-# meets the negative real axis. Only these two have the equal-c stage pair this needs.
 STABILITY_SIZE = {diffrax.Tsit5: 3.5068, diffrax.Dopri5: 3.3066}
+"""Where each supported solver's stability region meets the negative real axis
+(OrdinaryDiffEq's `alg_stability_size`), by solver class. The stiffness estimate scales
+by it; only these two solvers have the pair of stages with equal `c` it needs."""
 
 _RECORD_KEYS = ("accepted", "error", "stiffness_sum", "stiffness_max")
 

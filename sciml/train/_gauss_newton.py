@@ -607,6 +607,8 @@ class GaussNewton(AbstractUpdate):
 
 
 LevenbergMarquardt = GaussNewton
+"""`sciml.GaussNewton` under its common name: the same class (its default search,
+`AdaptiveDamping`, is Levenberg-Marquardt's damping)."""
 
 
 def _warn_if_low_precision(dtype):
