@@ -174,6 +174,18 @@ def test_levenberg_marquardt_rejects_and_adapts_damping():
     np.testing.assert_allclose(res.model, [1.0, 1.0], atol=1e-10)
 
 
+def test_damping_too_large_to_move_the_parameters_recovers():
+    # λ = 1e29 makes δ ~ 1e-29, below the parameters' float64 spacing: x + δ == x, the
+    # gain ratio is 0 and the step is rejected. Nielsen's rule alone would only grow λ
+    # from there (the stage never moves again); the update scales it down instead.
+    x0 = jnp.array([-1.2, 1.0])
+    res = _fit(x0, _rosenbrock, sciml.GaussNewton(T.AdaptiveDamping(initial=1e29)),
+               steps=120)
+    h = res.history
+    assert h["accepted"][0] == 0 and h["damping"][1] < 1e29 * 1e-10
+    assert h["loss"][-1] < 1e-3 * h["loss"][0]
+
+
 # ----------------------------------------------------------------------------------
 # Every solver gives the damped step numpy gives
 

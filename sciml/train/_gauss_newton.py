@@ -341,7 +341,9 @@ class AdaptiveDamping(AbstractSearch):
     `ρ > 0` is taken and λ multiplied by `max(1/3, 1 - (2ρ - 1)³)`; otherwise the step is
     rejected (the parameters stay, the step still counts) and λ multiplied by ν, which
     doubles with every further rejection in a row. Unlike a rule with fixed factors, λ
-    falls fast only when the model predicts the reduction well (ρ near 1).
+    falls fast only when the model predicts the reduction well (ρ near 1). A rejected
+    step too short to change the parameters in their precision scales λ down by the
+    precision's epsilon (otherwise λ, once that large, could only grow).
 
     **Arguments:**
 
@@ -372,6 +374,13 @@ class AdaptiveDamping(AbstractSearch):
         shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * jnp.where(ok, rho, 0.0) - 1.0) ** 3)
         lam = jnp.where(ok, state.damping * shrink, state.damping * state.growth)
         growth = jnp.where(ok, 2.0, jnp.minimum(2.0 * state.growth, _MAX_GROWTH))
+        # A step too short to change x in this precision (λ far too large, e.g. after a
+        # run of rejections) can only be rejected again, and λ would only grow: scale λ
+        # down by the precision's epsilon instead, so the next step is long enough to
+        # measure, and let the gain ratio adapt it from there.
+        stalled = ~ok & all_finite(delta) & jnp.all(x + delta == x)
+        lam = jnp.where(stalled, state.damping * jnp.finfo(dtype).eps, lam)
+        growth = jnp.where(stalled, 2.0, growth)
         new = DampingState(
             jnp.clip(lam, *_DAMPING_BOUNDS).astype(dtype), growth.astype(dtype)
         )
