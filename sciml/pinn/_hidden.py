@@ -254,7 +254,7 @@ class HiddenTermODE(eqx.Module):
                 f"HiddenTermODE: `hidden_components` must be indices in [0, {n}), got "
                 f"{hidden_components}."
             )
-        if not (isinstance(data_weight, int | float) and math.isfinite(data_weight)
+        if not (isinstance(data_weight, int | float | np.number) and math.isfinite(data_weight)
                 and data_weight >= 0):
             raise ValueError(
                 f"HiddenTermODE: `data_weight` must be a finite number >= 0, got "
