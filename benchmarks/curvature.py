@@ -45,6 +45,9 @@ Methods (`--methods`, comma-separated; the registry `METHODS`):
 - `engd`: `sciml.GaussNewton(GridLineSearch(damping=--engd-damping))`: energy natural
   gradient descent (fixed damping, best step on the grid 2⁻ᵏ).
 - `adam+lm`: Adam for `--adam-share` of the budget, then `lm` (not in the default list).
+- `adam+ssbroyden2`, `adam+ssbfgs`: Adam for `--adam-share` of the budget, then the
+  self-scaled Broyden / BFGS update (`sciml.SSBroyden2()`, `sciml.SSBFGS()`: dense
+  inverse Hessian, strong-Wolfe line search) on ½‖r‖² (the second not in the default list).
 """
 
 from __future__ import annotations
@@ -380,16 +383,25 @@ def solver_arg(args):
             "cg": sciml.train.CGSolve(max_steps=args.cg_steps)}[args.solver]
 
 
-# The methods a case compares. The self-scaled BFGS / Broyden updates of issue #27 go
-# here (e.g. "ssbfgs": single(ssbfgs_update), "adam+ssbroyden": two_stages(...)).
+def ssbroyden2_update(case, args):
+    return half_square(case.residual), sciml.SSBroyden2()
+
+
+def ssbfgs_update(case, args):
+    return half_square(case.residual), sciml.SSBFGS()
+
+
+# The methods a case compares.
 METHODS = {
     "adam": single(adam_update),
     "adam+lbfgs": two_stages(adam_update, lbfgs_update, 10),
     "lm": single(gauss_newton_update, every=1),
     "engd": single(engd_update, every=1),
     "adam+lm": two_stages(adam_update, gauss_newton_update, 1),
+    "adam+ssbroyden2": two_stages(adam_update, ssbroyden2_update, 10),
+    "adam+ssbfgs": two_stages(adam_update, ssbfgs_update, 10),
 }
-DEFAULT_METHODS = "adam,adam+lbfgs,lm,engd"
+DEFAULT_METHODS = "adam,adam+lbfgs,lm,engd,adam+ssbroyden2"
 
 
 def first_time_below(curve, level):

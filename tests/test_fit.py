@@ -412,6 +412,12 @@ def test_callbacks_every_and_stop(getkey):
     assert [c[0] for c in calls][:3] == [10, 20, 30]
     assert all(step == n for step, n in calls)
     assert result.stopped and 35 <= len(result.history["loss"]) < 100
+    # A numpy or JAX True stops training as Python's does (numpy's was ignored).
+    for true in (np.bool_(True), jnp.asarray(True)):
+        result = sciml.fit(Linear(jnp.zeros(5), jnp.zeros(())), mse_loss, optax.adam(1e-2),
+                           steps=100, key=getkey(), data=(X, y), progress=False,
+                           callbacks=[Every10(), lambda i, t=true: t if i.step >= 20 else None])
+        assert result.stopped and 20 <= len(result.history["loss"]) < 100
 
 
 def test_progress_bar_shows_terms(getkey, capsys):

@@ -498,11 +498,19 @@ class _StageRun:
                 loss=terms["loss"], terms=terms, history=loop.history.arrays(),
                 elapsed=t1 - loop.t_start, records=records, _log=loop.history.log,
             )
-            if cb(info) is True:
+            if _wants_stop(cb(info)):
                 stop = True
                 name = getattr(cb, "__name__", type(cb).__name__)
                 loop.stopped = f"callback {name} at step {loop.step}"
         return stop
+
+
+def _wants_stop(value) -> bool:
+    """A callback's True stops training: Python's, numpy's or a 0-d JAX bool."""
+    if value is None or isinstance(value, bool):
+        return value is True
+    dtype = getattr(value, "dtype", None)
+    return dtype == np.bool_ and np.ndim(value) == 0 and bool(value)
 
 
 # `sciml run` reports the steps a problem trained, whatever its script does with

@@ -48,8 +48,10 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 # most _MAX_FACTOR; otherwise conjugate gradients.
 _MAX_JACOBIAN = 25_000_000
 _MAX_FACTOR = 4096
-# Tangents (or cotangents) per pass when the Jacobian is formed.
+# Tangents (or cotangents) per pass when the Jacobian is formed; all in one pass when
+# there are at most _ONE_PASS of them.
 _PER_PASS = 4
+_ONE_PASS = 64
 # λ stays within these bounds, so repeated rejections cannot overflow it (float32 too).
 _DAMPING_BOUNDS = (1e-30, 1e30)
 _MAX_GROWTH = 2.0**24
@@ -122,7 +124,16 @@ def _dense(fn, x) -> Linearisation:
     def basis(size, dtype):
         return lambda i: jax.nn.one_hot(i, size, dtype=dtype)
 
-    if n >= x.size:
+    if min(n, x.size) <= _ONE_PASS:
+        # Few tangents: all in one pass. A residual through a loop (an ODE solve) reruns
+        # the loop at every pass, so passes of four cost several times more there.
+        def with_value(y):
+            r, aux = fn(y)
+            return r, (r, aux)
+
+        jac = jax.jacfwd if n >= x.size else jax.jacrev
+        J, (r, aux) = jac(with_value, has_aux=True)(x)
+    elif n >= x.size:
         r, jvp, aux = jax.linearize(fn, x, has_aux=True)
         e = basis(x.size, x.dtype)
         J = jax.lax.map(lambda i: jvp(e(i)), jnp.arange(x.size), batch_size=_PER_PASS).T
