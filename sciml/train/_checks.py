@@ -250,8 +250,9 @@ def _check_value(value, update):
     if not isinstance(value, jax.ShapeDtypeStruct) or value.shape != ():
         shape = getattr(value, "shape", type(value).__name__)
         raise ValueError(
-            f"sciml.fit: `loss` must return a scalar (shape ()) for {_update_name(update)}, "
-            f"but it returned shape {shape}. Reduce it, e.g. with jnp.mean(...); for a "
+            f"sciml.fit: `loss` must return a scalar (shape ()), but it returned shape "
+            f"{shape}, and {_update_name(update)} takes a scalar loss. Reduce it, e.g. "
+            "with jnp.mean(...); for a "
             "residual vector r, return 0.5 * jnp.sum(r**2), or train with an update that "
             "takes residuals (sciml.GaussNewton())."
         )
