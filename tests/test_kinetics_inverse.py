@@ -167,6 +167,7 @@ def test_esmda_g_noisy_covers_truth():
     assert est.diagnostics["failed_members"] == 0
 
 
+@pytest.mark.slow  # ~60 s on 2 cores: KINN at the benchmark's size (the suite's budget)
 def test_kinn_g_clean(caplog):
     mech, obs, true = kx.synthetic_observations("g", "Q")
     caplog.clear()
@@ -209,6 +210,7 @@ def test_kinn_g_clean(caplog):
     assert est.diagnostics["ode_data_rmse"] < 1e-3
 
 
+@pytest.mark.slow  # ~50 s on 2 cores; the polish's step is checked by a fast test
 def test_kinn_polish_by_the_mechanism_flags_an_unidentifiable_constant():
     # C -> D never touches the observed species A, B: the data say nothing about k2.
     # The mechanism's Jacobian says so (k2 unidentified), so the default polish refines
