@@ -241,6 +241,19 @@ def test_notebook_outputs_match_its_code(path):
                for o in c["outputs"]), f"{path.name} stores no plot"
 
 
+def test_site_loads_nothing_from_the_network():
+    # The site renders offline: scripts and styles are local files (MathJax is put into
+    # the site by the docs/offline_mathjax.py hook) and the theme loads no web fonts.
+    text = MKDOCS_YML.read_text()
+    for block in ("extra_javascript", "extra_css"):
+        found = re.search(rf"^{block}:\n((?:\s+-.*\n|\s*#.*\n)+)", text, flags=re.M)
+        entries = re.findall(r"^\s+-\s+(\S+)", found.group(1), flags=re.M) if found else []
+        remote = [e for e in entries if re.match(r"\w+://|//", e)]
+        assert not remote, f"mkdocs.yml {block} loads {remote} from the network"
+    assert "javascripts/mathjax/tex-chtml.js" in text and "docs/offline_mathjax.py" in text
+    assert re.search(r"^  font: false$", text, flags=re.M), "the theme would fetch web fonts"
+
+
 # About 8 s of CPU (35 s at load 11 on 2 cores): real-size, so `make docs` and
 # `make test-all` run it, not the default suite.
 @pytest.mark.slow
@@ -254,6 +267,15 @@ def test_mkdocs_build_strict(tmp_path):
                                                        "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    site = tmp_path / "site"
+    # Equations render offline: MathJax and its fonts are in the site, no page loads a
+    # script, style or font from another host.
+    assert (site / "javascripts/mathjax/tex-chtml.js").stat().st_size > 100_000
+    assert list(site.glob("javascripts/mathjax/output/chtml/fonts/woff-v2/*.woff"))
+    for page in site.rglob("*.html"):
+        remote = re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?:https?:)?//[^\"]*",
+                            page.read_text())
+        assert not remote, f"{page.relative_to(site)} loads {remote}"
     # Every public name has its entry (an anchor) on its package's API page; names
     # re-exported from other libraries (sciml.nn's jax initialisers) are linked instead.
     missing = []
