@@ -186,6 +186,83 @@ def test_damping_too_large_to_move_the_parameters_recovers():
     assert h["loss"][-1] < 1e-3 * h["loss"][0]
 
 
+def test_step_tolerance_ends_the_stage_at_the_step_that_passes_it():
+    # Rosenbrock from (-1.2, 1): LM converges to (1, 1) in a few tens of steps. With a
+    # step test, the stage must end at the first accepted step that changed each
+    # coordinate by <= atol + rtol |x| (checked here from the history, by hand), and the
+    # next stage must start from there.
+    rtol, atol = 1e-8, 1e-10
+    update = sciml.GaussNewton(rtol=rtol, atol=atol)
+    res = sciml.fit(jnp.array([-1.2, 1.0]), _rosenbrock,
+                    [sciml.Stage(update, 500), sciml.Stage(sciml.GaussNewton(), 3)],
+                    key=jax.random.key(0), progress=False)
+    h = res.history
+    first = np.flatnonzero(h["stage"] == 0)
+    assert 5 < first.size < 500 and np.sum(h["stage"] == 1) == 3
+    # Replay the first stage with no tolerance and find the first small accepted step.
+    _fit(jnp.array([-1.2, 1.0]), _rosenbrock, sciml.GaussNewton(), steps=first.size,
+                callbacks=[_Path()])
+    xs = np.asarray(_Path.last)
+    steps = np.diff(np.vstack([[-1.2, 1.0], xs]), axis=0)
+    small = np.all(np.abs(steps) <= atol + rtol * np.abs(xs), axis=1)
+    moved = np.any(steps != 0, axis=1)
+    assert np.flatnonzero(small & moved)[0] == first.size - 1, xs
+    np.testing.assert_allclose(res.model, [1.0, 1.0], atol=1e-9)
+    assert not update.converged(update.init(jnp.zeros(2)))
+
+
+class _Path:
+    """Callback recording the parameters after every step."""
+
+    every = 1
+    last = None
+
+    def __init__(self):
+        _Path.last = []
+
+    def __call__(self, info):
+        _Path.last.append(np.asarray(info.model))
+
+
+def test_max_rejections_ends_a_stage_that_cannot_move():
+    # A residual the parameters do not change (J = 0): no step predicts a reduction, so
+    # every step is rejected, and the stage ends after `max_rejections` of them, not
+    # converged.
+    def stuck(m, batch, *, key):
+        return jnp.array([1.0, -2.0]) + 0.0 * m[0]
+
+    update = sciml.GaussNewton(rtol=1e-12, max_rejections=4)
+    res = _fit(jnp.array([0.3, 0.7]), stuck, update, steps=100)
+    assert len(res.history["step"]) == 4 and np.all(res.history["accepted"] == 0)
+    assert not bool(update.converged(res.opt_state))
+    np.testing.assert_array_equal(res.model, [0.3, 0.7])
+
+
+def test_done_of_a_custom_update_ends_its_stage():
+    # Any update's `done` is read inside the compiled loop: one that converges after 7
+    # steps runs 7 of its 1000 (over several chunks' worth of dispatches), then the next
+    # stage runs all of its steps.
+    class Countdown(sciml.train.AbstractUpdate):
+        def init(self, params):
+            return jnp.asarray(0, jnp.int32)
+
+        def step(self, objective, params, state, key):
+            value, aux = objective(params)
+            return value, aux, params - 0.1, state + 1
+
+        def done(self, state):
+            return state >= 7
+
+    def loss(m, batch, *, key):
+        return jnp.sum(m**2)
+
+    res = sciml.fit(jnp.ones(2), loss, [sciml.Stage(Countdown(), 1000),
+                                        sciml.Stage(optax.sgd(0.0), 5)],
+                    key=jax.random.key(0), progress=False)
+    assert np.bincount(res.history["stage"]).tolist() == [7, 5]
+    np.testing.assert_allclose(res.model, 1.0 - 0.7)
+
+
 # ----------------------------------------------------------------------------------
 # Every solver gives the damped step numpy gives
 
@@ -350,6 +427,9 @@ def test_non_finite_residual_at_the_start_is_named():
     (lambda: sciml.GaussNewton("levenberg-marquardt"), TypeError, "objects, not strings"),
     (lambda: sciml.GaussNewton(solver="dense"), TypeError, "objects, not strings"),
     (lambda: sciml.GaussNewton(marquardt_scaling=1), TypeError, "True or False"),
+    (lambda: sciml.GaussNewton(rtol=-1e-8), ValueError, "rtol.*>= 0.*-1e-08"),
+    (lambda: sciml.GaussNewton(atol=math.inf), ValueError, "atol.*finite"),
+    (lambda: sciml.GaussNewton(max_rejections=0), ValueError, "max_rejections.*from 1"),
     (lambda: sciml.GaussNewton(solver=T.CGSolve(), marquardt_scaling=True), ValueError,
      "column norms.*DenseSolve"),
 ])

@@ -7,6 +7,7 @@ init_log_k)` and return the same `Estimate`.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import time
 
 import diffrax
@@ -220,29 +221,8 @@ class _DirectLoss(eqx.Module):
         return _direct_residual(psi, (self.problem, self.theta_ref, self.bound))
 
 
-class _Converged:
-    """`sciml.fit` callback: stops once an accepted step changed no parameter by more
-    than `atol + rtol |psi|` (optimistix's and MINPACK's step test), or after
-    `_MAX_REJECTIONS` rejected steps in a row (the damping has then grown by 2^55, so
-    the Gauss-Newton model predicts no decrease the objective shows)."""
-
-    every = 1  # look at every step, so the fit stops at the step that converged
-
-    def __init__(self, rtol, atol):
-        self.rtol, self.atol = rtol, atol
-        self.last, self.rejected, self.converged = None, 0, False
-
-    def __call__(self, info):
-        psi = np.asarray(info.model)
-        accepted = info.terms["accepted"] > 0
-        self.rejected = 0 if accepted else self.rejected + 1
-        if accepted and self.last is not None:
-            moved = np.abs(psi - self.last) <= self.atol + self.rtol * np.abs(psi)
-            self.converged = bool(np.all(moved))
-        self.last = psi
-        return self.converged or self.rejected >= _MAX_REJECTIONS
-
-
+# A start ends after this many rejected steps in a row: the damping has then grown by
+# 2^55 and the Gauss-Newton model predicts a decrease the objective does not show.
 _MAX_REJECTIONS = 10
 
 
@@ -408,18 +388,21 @@ class DirectFit(AbstractEstimator):
                 ),
             ]
         ).astype(observations.x0.dtype)
-        stop = _Converged(self.rtol, self.atol)
+        # The stopping test runs inside the compiled loop (GaussNewton's `done`).
+        update = dataclasses.replace(
+            self.update, rtol=self.rtol, atol=self.atol, max_rejections=_MAX_REJECTIONS
+        )
         result = fit(
             jnp.zeros_like(theta0),
             _DirectLoss(problem, theta0, self.bound),
-            self.update,
+            update,
             steps=self.max_steps,
             key=jax.random.key(0),  # the residual draws nothing
-            callbacks=[stop],
             progress=False,
         )
         theta = _direct_params(result.model, theta0, self.bound)
-        return theta, int(len(result.history["step"])), stop.converged
+        converged = bool(update.converged(result.opt_state))
+        return theta, int(len(result.history["step"])), converged
 
 
 class ESMDA(AbstractEstimator):

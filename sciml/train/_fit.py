@@ -91,8 +91,11 @@ def fit(
       `sciml.train.AbstractUpdate`, e.g. `sciml.GaussNewton()`, `sciml.SSBroyden2()`,
       `sciml.ensemble.ESMDA()`), run for `steps`
       steps; or a sequence of `sciml.Stage(optimiser, steps)` run one after the other
-      (e.g. Adam, then `optax.lbfgs()`). A later call with the same shapes, the same loss object
-      and an equal optimiser reuses the compiled program: an optax optimiser rebuilt
+      (e.g. Adam, then `optax.lbfgs()`). An update that reports convergence (its
+      `done(state)`, e.g. `sciml.GaussNewton(rtol=..., atol=...)`) ends its stage
+      early and the next stage starts from there. A later call with the same shapes,
+      the same loss object and an equal optimiser reuses the compiled program: an
+      optax optimiser rebuilt
       with the same plain arguments is equal (its functions compare by code and closure
       values); one holding a function of yours compares by identity. Line-search
       optimisers get `value`, `grad` and
@@ -249,6 +252,7 @@ class _Chunk:
     """A dispatched chunk: where it starts, when, and its (future) results."""
 
     start: int
+    n: int  # steps asked for; fewer ran if the loss diverged or the update converged
     t0: float
     ran: jax.Array
     state: LoopState  # the end state
@@ -420,7 +424,7 @@ class _StageRun:
             n = min(self.chunk, limit, BUFFER)
             t0 = time.perf_counter()
             ran, out = run(self.plan.program, self.dyn, self.tip, jnp.asarray(n, jnp.int32))
-            self.queue.append(_Chunk(self.planned, t0, ran, out, self.tip))
+            self.queue.append(_Chunk(self.planned, n, t0, ran, out, self.tip))
             self.planned += n
             self.tip = out
 
@@ -451,7 +455,9 @@ class _StageRun:
         loop.step += ran
         if loop.checkpoint_every is not None and loop.step % loop.checkpoint_every == 0:
             loop.save(self.s, state.params, state.opt_state, loop.step)
-        return state, self._callbacks(state, terms, t1)
+        # Fewer steps than asked with a finite loss: the update's `done` ended the stage.
+        converged = ran < chunk.n
+        return state, self._callbacks(state, terms, t1, converged) or converged
 
     def _time(self, ran, busy):
         loop = self.loop
@@ -484,11 +490,13 @@ class _StageRun:
             hint=self.plan.update.divergence_hint(terms),
         )
 
-    def _callbacks(self, state, terms, t1) -> bool:
+    def _callbacks(self, state, terms, t1, stage_end) -> bool:
         loop, stop = self.loop, False
         for cb, j in zip(loop.callbacks, loop.rec_index):
             every = getattr(cb, "every", None)
-            if every is not None and loop.step % every and loop.step != self.hi:
+            if every is not None and loop.step % every and loop.step != self.hi and not (
+                stage_end
+            ):
                 continue
             records = ()
             if j is not None:

@@ -458,6 +458,8 @@ class GridLineSearch(AbstractSearch):
 class GaussNewtonState(NamedTuple):
     search: PyTree  # the search's state (λ and ν for AdaptiveDamping)
     scale: PyTree  # Marquardt scaling: running maximum of diag(JᵀJ), else None
+    converged: jax.Array  # bool: an accepted step passed the step test
+    rejections: jax.Array  # int32: steps in a row that did not move the parameters
 
 
 class GaussNewton(AbstractUpdate):
@@ -494,6 +496,13 @@ class GaussNewton(AbstractUpdate):
     - `marquardt_scaling`: `D = diag(JᵀJ)` (Marquardt 1963; the running maximum over the
       stage's steps, Moré 1978) instead of `D = I`, which makes the step independent of
       how each parameter is scaled. Needs a dense solver.
+    - `rtol`, `atol`: the step test of MINPACK and optimistix: the stage ends (see
+      `done`) at the first accepted step that changed every flattened parameter `x_i`
+      by at most `atol + rtol |x_i|`. Both 0 (the default): the stage runs all its steps.
+    - `max_rejections`: end the stage after this many steps in a row that did not move
+      the parameters (the damping has then grown by about `2^(n(n+1)/2)`: the Gauss-Newton
+      model predicts a decrease the objective does not show). None (the default): no
+      limit. Such a stage has not converged (`converged(state)` is False).
 
     **Example:**
 
@@ -519,6 +528,9 @@ class GaussNewton(AbstractUpdate):
     search: AbstractSearch
     solver: AbstractGaussNewtonSolver | None
     marquardt_scaling: bool = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_rejections: int | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -526,6 +538,9 @@ class GaussNewton(AbstractUpdate):
         *,
         solver: AbstractGaussNewtonSolver | None = None,
         marquardt_scaling: bool = False,
+        rtol: float = 0.0,
+        atol: float = 0.0,
+        max_rejections: int | None = None,
     ):
         search = AdaptiveDamping() if search is None else search
         if not isinstance(search, AbstractSearch):
@@ -551,12 +566,29 @@ class GaussNewton(AbstractUpdate):
         self.search = search
         self.solver = solver
         self.marquardt_scaling = marquardt_scaling
+        self.rtol = _check_positive(rtol, _where("`rtol`"), allow_zero=True)
+        self.atol = _check_positive(atol, _where("`atol`"), allow_zero=True)
+        if max_rejections is not None:
+            max_rejections = _check_count(max_rejections, _where("`max_rejections`"),
+                                          1, 2**31 - 1)
+        self.max_rejections = max_rejections
 
     def init(self, params):
         flat, _ = ravel_pytree(params)
         _warn_if_low_precision(flat.dtype)
         scale = jnp.zeros_like(flat) if self.marquardt_scaling else None
-        return GaussNewtonState(self.search.init(flat.dtype), scale)
+        return GaussNewtonState(self.search.init(flat.dtype), scale, jnp.asarray(False),
+                                jnp.asarray(0, jnp.int32))
+
+    def converged(self, state) -> jax.Array:
+        """True once an accepted step passed the `rtol`/`atol` step test."""
+        return state.converged
+
+    def done(self, state):
+        done = state.converged
+        if self.max_rejections is not None:
+            done = done | (state.rejections >= self.max_rejections)
+        return done
 
     def _solver_for(self, n_params, n_residuals):
         solver = self.solver or choose_solver(n_params, n_residuals)
@@ -606,7 +638,14 @@ class GaussNewton(AbstractUpdate):
             accepted=accepted.astype(dtype),
             cg_iterations=iterations.astype(dtype),
         )
-        return value, aux, unravel(x), GaussNewtonState(search_state, scale)
+        moved = x != flat
+        rejections = jnp.where(jnp.any(moved), 0, state.rejections + 1)
+        converged = state.converged
+        if self.rtol > 0 or self.atol > 0:
+            small = jnp.all(jnp.abs(x - flat) <= self.atol + self.rtol * jnp.abs(x))
+            converged = converged | (jnp.any(moved) & small)
+        new_state = GaussNewtonState(search_state, scale, converged, rejections)
+        return value, aux, unravel(x), new_state
 
     def diagnose(self, objective, params, state, key):
         def half_square(p):

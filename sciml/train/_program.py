@@ -294,7 +294,7 @@ def _run_impl(program: Program, dyn: Dynamic, state: LoopState, n):
 
     def cond(carry):
         i, st = carry
-        return (i < n) & st.finite
+        return (i < n) & st.finite & ~jnp.asarray(program.update.done(st.opt_state), bool)
 
     def body(carry):
         i, st = carry

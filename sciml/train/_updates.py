@@ -74,6 +74,9 @@ class AbstractUpdate(eqx.Module):
     - `needs_key`: True if `step` draws random numbers from its key (the key is then a
       fresh one at every step).
 
+    An update that can tell when it has converged overrides `done(state)`; the compiled
+    loop checks it after every step, so a stopping test costs no host round trip.
+
     **Example** (plain gradient descent):
 
     ```python
@@ -109,6 +112,14 @@ class AbstractUpdate(eqx.Module):
         `params`, before the step); `aux` holds the loss's terms at `params` and this
         update's `terms`. `key` is the loss key of the step.
         """
+
+    def done(self, state: PyTree) -> jax.Array | bool:
+        """True once the update has converged, read from its state after every step
+        inside the compiled loop: the stage then ends (the next stage, if any, starts
+        from there). The default never converges; `sciml.GaussNewton` does when given
+        tolerances."""
+        del state
+        return False
 
     def for_stage(self, steps: int, data, where: str) -> AbstractUpdate:
         """This update configured for a stage of `steps` steps over the data source
