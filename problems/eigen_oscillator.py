@@ -79,5 +79,16 @@ def run(options: sciml.cli.RunOptions) -> dict:
     }
 
 
+def size_note(metrics: dict, options: sciml.cli.RunOptions) -> str | None:
+    """Why the eigenvalues missed the conditional eigen-PINN's targets (None: they met them)."""
+    if (metrics["mean_rel_eps_error"] <= 1e-3 and metrics["max_rel_eps_error"] <= 5e-3
+            and metrics["min_eps_minus_exact"] >= -1e-4):
+        return None
+    return (f"Ground-state eigenvalues {metrics['mean_rel_eps_error']:.2g} off on average "
+            f"(max {metrics['max_rel_eps_error']:.2g}; targets 1e-3 and 5e-3) after "
+            f"{metrics['steps']} steps: not converged yet; the full run trains 5000 Adam "
+            "+ 1500 L-BFGS steps on 16 frequencies.")
+
+
 if __name__ == "__main__":
     raise SystemExit(sciml.cli.script_main(NAME, run))

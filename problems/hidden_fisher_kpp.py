@@ -168,5 +168,22 @@ def run(options: sciml.cli.RunOptions) -> dict:
     return out["metrics"]
 
 
+RESULTS_SECTION = "Fisher-KPP and Burgers (PDE hidden terms)"
+
+
+def size_note(metrics: dict, options: sciml.cli.RunOptions) -> str | None:
+    """Why the run did not name 2u(1-u) within 10 % (None: it did)."""
+    error = max(metrics["a_rel_error"], metrics["b_rel_error"])
+    if metrics["support_exact"] and error <= 0.1:
+        return None
+    support = "" if metrics["support_exact"] else "the wrong support, "
+    return (f"The discovered reaction is {metrics['discovered']} ({support}coefficients up "
+            f"to {error:.0%} off 2u - 2u^2): after {metrics['fit_steps']} steps the hidden "
+            f"network is still {metrics['hidden_rel_l2']:.0%} off, and sparse regression "
+            "names what the network holds. The full run (6000 Adam + 500 L-BFGS steps) "
+            "names 2.0154 u - 2.0221 u^2, re-fitted 1.993 u - 1.991 u^2 (solution L2 "
+            "5.4e-3).")
+
+
 if __name__ == "__main__":
     raise SystemExit(sciml.cli.script_main(NAME, run))

@@ -143,5 +143,19 @@ def run(options: sciml.cli.RunOptions) -> dict:
     }
 
 
+RESULTS_SECTION = "PINNs (`benchmarks/pinn.py`)"
+
+
+def size_note(metrics: dict, options: sciml.cli.RunOptions) -> str | None:
+    """Why the eigenvalues missed the Kronmueller targets (None: they met them)."""
+    if (metrics["mean_rel_eps_error"] <= 1e-3 and metrics["max_rel_eps_error"] <= 5e-3
+            and metrics["min_eps_minus_exact_MJ_m3"] >= -1e-4):
+        return None
+    return (f"Eigenvalues {metrics['mean_rel_eps_error']:.2g} off on average (max "
+            f"{metrics['max_rel_eps_error']:.2g}; targets 1e-3 and 5e-3) after "
+            f"{metrics['steps']} steps: not converged yet. The full Kronmueller family "
+            "(6000 Adam + 2000 L-BFGS steps) gives 9.96e-7 mean and 7.44e-6 max.")
+
+
 if __name__ == "__main__":
     raise SystemExit(sciml.cli.script_main(NAME, run))

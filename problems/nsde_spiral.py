@@ -60,5 +60,20 @@ def _run(options):
     return metrics
 
 
+RESULTS_SECTION = "Fewest steps subject to vanilla's accuracy: the criterion met (2026-12-04)"
+
+
+def size_note(metrics: dict, options: sciml.cli.RunOptions) -> str | None:
+    """Why the moment fit is not done or ERNSDE saved no evaluations (None: it is and did)."""
+    ratio = metrics["ernsde_nfe_ratio"]
+    if metrics["vanilla_mse"] <= 0.05 and ratio <= 0.97:
+        return None
+    return (f"Vanilla's moment MSE is {metrics['vanilla_mse']:.2g} and ERNSDE's NFE ratio "
+            f"{ratio:.2f} after {metrics['fit_steps'] // 2} steps: the moments are not fitted "
+            "yet, so the regulariser has nothing to trade. The full run (750 steps, 32 model "
+            "paths) gives vanilla MSE 0.0202 at 151 NFE per path, ERNSDE 0.0232 at 142 "
+            "(0.94x; the paper 0.95x).")
+
+
 if __name__ == "__main__":
     raise SystemExit(sciml.cli.script_main(NAME, run))

@@ -13,10 +13,12 @@ import math
 import os
 import pathlib
 import platform
+import re
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 
 from ._validators import (
     CLIError,
@@ -74,12 +76,14 @@ class ProblemEntry:
 
 
 _SHIPPED = pathlib.Path(__file__).resolve().parents[2] / "problems"
+# Where the full runs' figures are recorded (in a checkout; absent from an installed wheel).
+RESULTS = _SHIPPED.parent / "benchmarks" / "RESULTS.md"
 
 # `sciml run demo` (what `make demo` runs): one problem per family with a problem of its
-# own, chosen among the quickest. The hidden-term problems (symbolic regression at work)
-# are left out: their quick runs took 4 to 8 minutes each on the 2-core machine.
+# own, chosen among the quickest whose quick run shows what the family is for.
 DEMO = (
     "poisson-1d",  # pinn
+    "hidden-lotka-volterra",  # symbolic: a hidden term learned, named, fitted through the ODE
     "node-spiral",  # ode
     "kinetics-da",  # kinetics
     "deeponet-antiderivative",  # operators
@@ -164,13 +168,35 @@ def _folder_label(folder: pathlib.Path) -> str:
     return shown + (" (shipped with sciml)" if folder.resolve() == _SHIPPED else "")
 
 
-def _load_run(entry: ProblemEntry) -> Callable:
+@dataclasses.dataclass(frozen=True)
+class _Script:
+    """What a problem script provides: `run`, and optionally `size_note` and
+    `RESULTS_SECTION` (see `size_note_text`)."""
+
+    run: Callable
+    size_note: Callable | None = None
+    results_section: str | None = None
+
+    @classmethod
+    def of(cls, module, path) -> _Script:
+        run, note = getattr(module, "run", None), getattr(module, "size_note", None)
+        section = getattr(module, "RESULTS_SECTION", None)
+        if not callable(run):
+            raise CLIError(f"problem script {path} defines no run(options) function.")
+        if note is not None and not callable(note):
+            raise CLIError(f"problem script {path}: size_note must be a function "
+                           f"size_note(metrics, options) -> str | None, got {note!r}.")
+        if section is not None and not isinstance(section, str):
+            raise CLIError(f"problem script {path}: RESULTS_SECTION must be the title of a "
+                           f"section of benchmarks/RESULTS.md, got {section!r}.")
+        return cls(run, note, section)
+
+
+def _load_script(entry: ProblemEntry) -> _Script:
     spec = importlib.util.spec_from_file_location(f"sciml_problem_{entry.path.stem}", entry.path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if not callable(getattr(module, "run", None)):
-        raise CLIError(f"problem script {entry.path} defines no run(options) function.")
-    return module.run
+    return _Script.of(module, entry.path)
 
 
 def _jsonable(x):
@@ -204,6 +230,43 @@ def _plots(out: pathlib.Path, since: float | None) -> list[pathlib.Path]:
     ]
 
 
+def size_note_text(note: str, name: str, options: RunOptions,
+                   results_section: str | None = None) -> str:
+    """The report's note for a run too small to show its method's effect.
+
+    A problem script may define `size_note(metrics, options) -> str | None`: from the
+    run's measured metrics it says why this size cannot show the effect (and what the
+    full run gives), or returns None when the run did show it. The note opens the
+    report, is printed after the metrics and is kept in `metrics.json` (`size_note`),
+    followed by where to go next: the full-size command and, when the script names its
+    `RESULTS_SECTION`, the section of `benchmarks/RESULTS.md` holding the full run's
+    recorded figures (linked from `options.out` when the file is there).
+
+    **Arguments:**
+
+    - `note`: what `size_note` returned.
+    - `name`: the problem's NAME.
+    - `options`: the run's options (which size options to drop, where the report goes).
+    - `results_section`: the title of a section of `benchmarks/RESULTS.md`, or None.
+
+    **Returns:**
+
+    The note as Markdown.
+    """
+    dropped = [flag for flag, on in (("--quick", options.quick),
+                                     ("--steps", options.steps is not None)) if on]
+    full = f"`sciml run {name}`" + (f" (without {' and '.join(dropped)})" if dropped else "")
+    # Formulas print their coefficients to 15 digits; four tell the story.
+    note = re.sub(r"\d+\.\d{8,}", lambda m: f"{float(m.group()):.4g}", note.strip())
+    text = f"**Too small to show the method's effect.** {note} Full size: {full}"
+    if results_section:
+        where = "benchmarks/RESULTS.md"
+        if RESULTS.is_file():
+            where = f"[{where}]({os.path.relpath(RESULTS, pathlib.Path(options.out).resolve())})"
+        text += f"; its recorded figures: {where}, section \"{results_section}\""
+    return text + "."
+
+
 def _write_report(
     out: pathlib.Path,
     name: str,
@@ -211,8 +274,12 @@ def _write_report(
     metrics: dict,
     since: float | None = None,
     fit_steps: list | None = None,
+    note: str | None = None,
 ) -> None:
-    lines = [f"# {name}", "", description, "", "| metric | value |", "|---|---|"]
+    lines = [f"# {name}", "", description, ""]
+    if note:
+        lines += [f"> {note}", ""]
+    lines += ["| metric | value |", "|---|---|"]
     for k, v in metrics.items():
         lines.append(f"| {k} | {_fmt(v)} |")
     lines.append("")
@@ -229,21 +296,40 @@ def _write_report(
     (out / "report.md").write_text("\n".join(lines))
 
 
-def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None = None) -> dict:
+def run_problem(entry: ProblemEntry, options: RunOptions, run: Callable | None = None, *,
+                size_note: Callable | None = None, results_section: str | None = None) -> dict:
     """Runs one problem into `options.out`; returns its metrics (with wall time and
-    `fit_steps`, the steps trained by `sciml.fit` in the run)."""
+    `fit_steps`, the steps trained by `sciml.fit` in the run).
+
+    **Arguments:**
+
+    - `entry`: the registered problem.
+    - `options`: its run options.
+    - `run`: the script's `run` (None: the script is loaded from `entry.path`, with its
+      `size_note` and `RESULTS_SECTION`).
+    - `size_note`, `results_section`: with `run`, the script's `size_note` and
+      `RESULTS_SECTION` (see `size_note_text`).
+
+    **Returns:**
+
+    The metrics; `metrics.json` and `report.md` are written into `options.out`.
+    """
     created = first_missing(options.out)
     check_out_dir(options.out)
     try:
-        return _run_problem(entry, options, run)
+        if run is None:
+            script = _load_script(entry)
+        else:
+            script = _Script.of(SimpleNamespace(run=run, size_note=size_note,
+                                                RESULTS_SECTION=results_section), entry.path)
+        return _run_problem(entry, options, script)
     except BaseException:
         remove_if_empty(options.out, created)
         raise
 
 
-def _run_problem(entry, options, run):
-    if run is None:
-        run = _load_run(entry)
+def _run_problem(entry, options, script):
+    run = script.run
     import jax
 
     from ..train import counting_steps
@@ -268,19 +354,30 @@ def _run_problem(entry, options, run):
     metrics["wall_time_s"] = time.perf_counter() - t0
     # Counted by the runner, whatever the script does with --steps.
     metrics["fit_steps"] = sum(map(sum, fit_steps))
+    note = script.size_note(metrics, options) if script.size_note else None
+    if note:
+        note = size_note_text(note, entry.name, options, script.results_section)
     record = {
         "problem": entry.name,
         "description": entry.description,
         "options": {"quick": options.quick, "steps": options.steps, "seed": options.seed},
         "metrics": _jsonable(metrics),
         "fit_steps_per_call": fit_steps,
+        "size_note": note,
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": platform.platform(),
     }
     (options.out / "metrics.json").write_text(json.dumps(record, indent=1))
     _write_report(options.out, entry.name, entry.description, metrics, since=started,
-                  fit_steps=fit_steps)
+                  fit_steps=fit_steps, note=note)
+    if note:
+        print(f"   {entry.name}: {_plain(note)}", flush=True)
     return metrics
+
+
+def _plain(markdown: str) -> str:
+    """The note for a terminal: no bold marks, links as their text."""
+    return re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", markdown.replace("**", ""))
 
 
 def _add_run_options(p: argparse.ArgumentParser, *, out_default: str | None) -> None:
@@ -397,6 +494,8 @@ def _write_index(base: pathlib.Path, rows, problems, started: float | None = Non
     for name, out, metrics in rows:
         rel = os.path.relpath(out, base)
         status = "failed" if metrics is None else "ok"
+        if metrics is not None and _recorded_note(out):
+            status = "ok, too small to show the effect (see below)"
         wall = "" if metrics is None else f"{metrics['wall_time_s']:.1f}"
         lines.append(
             f"| {name} | {problems[name].description} | {status} | {wall} | "
@@ -408,9 +507,31 @@ def _write_index(base: pathlib.Path, rows, problems, started: float | None = Non
             continue
         rel = os.path.relpath(out, base)
         lines += [f"## {name}", ""]
+        note = _recorded_note(out)
+        if note:
+            # Its links are relative to the problem's folder.
+            lines += [f"> {_relink(note, rel)}", ""]
         for png in _plots(out, started):
             lines += [f"![{name}: {png.stem}]({rel}/{png.name})", ""]
     (base / "report.md").write_text("\n".join(lines))
+
+
+def _recorded_note(out: pathlib.Path) -> str | None:
+    try:
+        return json.loads((out / "metrics.json").read_text()).get("size_note")
+    except (OSError, ValueError):
+        return None
+
+
+def _relink(markdown: str, folder: str) -> str:
+    """Relative links of a report in `folder`, rewritten for the index one level up."""
+    def fix(m):
+        target = m.group(2)
+        if re.match(r"\w+://|/|#", target):
+            return m.group(0)
+        return f"[{m.group(1)}]({os.path.normpath(os.path.join(folder, target))})"
+
+    return re.sub(r"\[([^]]*)\]\(([^)]*)\)", fix, markdown)
 
 
 def script_main(name: str, run: Callable, argv: Sequence[str] | None = None) -> int:
@@ -433,7 +554,8 @@ def script_main(name: str, run: Callable, argv: Sequence[str] | None = None) -> 
     )
     try:
         refuse_earlier_results([options.out], args.force)
-        metrics = run_problem(entry, options, run)
+        metrics = run_problem(entry, options, run, size_note=getattr(__main__, "size_note", None),
+                              results_section=getattr(__main__, "RESULTS_SECTION", None))
     except CLIError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     print(f"{name}: {_fmt(metrics)}")
