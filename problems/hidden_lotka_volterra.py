@@ -55,24 +55,31 @@ def make_data(points, noise, seed):
     return t, noisy
 
 
-def recover(points=30, noise=0.01, steps=20000, seed=0, progress=True):
+def recover(points=30, noise=0.01, steps=20000, seed=0, progress=True, lbfgs_steps=None,
+            refit_steps=20):
     """Fit the hidden-term PINN, name the hidden term, re-fit the formula (float64).
 
+    `lbfgs_steps` of L-BFGS follow the `steps` of Adam (None: steps // 20);
+    `refit_steps` of Levenberg-Marquardt re-fit the formula's coefficients (0: keep
+    those `identify` fitted through the ODE).
     Returns a dict of figures and the objects for plotting.
     """
+    if lbfgs_steps is None:
+        lbfgs_steps = max(steps // 20, 1)
     with jax.enable_x64(True):
-        return _recover(points, noise, steps, seed, progress)
+        return _recover(points, noise, steps, seed, progress, lbfgs_steps, refit_steps)
 
 
-def _recover(points, noise, steps, seed, progress):
+def _recover(points, noise, steps, seed, progress, lbfgs_steps, refit_steps):
     start = time.perf_counter()
     key = jax.random.key(seed)
     t_obs, y_obs = make_data(points, noise, seed)
     problem = sciml.pinn.HiddenTermODE(known, t_obs, y_obs, t_span=T_SPAN)
     mkey, fkey = jax.random.split(key)
     schedule = optax.exponential_decay(3e-3, max(steps // 6, 1), 0.5, end_value=1e-5)
-    stages = [sciml.Stage(optax.adam(schedule), steps),
-              sciml.Stage(optax.lbfgs(), max(steps // 20, 1))]
+    stages = [sciml.Stage(optax.adam(schedule), steps)]
+    if lbfgs_steps:
+        stages.append(sciml.Stage(optax.lbfgs(), lbfgs_steps))
     result = sciml.fit(problem.model(key=mkey), problem.loss, stages, key=fkey,
                        progress=progress)
     model = result.model
@@ -97,8 +104,10 @@ def _recover(points, noise, steps, seed, progress):
     closed = problem.closed_form(identification.term, y0=identification.y0,
                                  adjoint=diffrax.ForwardMode())
     try:
-        refit = sciml.fit(closed, problem.closed_form_residuals, sciml.GaussNewton(),
-                          steps=20, key=fkey, progress=progress).model
+        refit = closed
+        if refit_steps:
+            refit = sciml.fit(closed, problem.closed_form_residuals, sciml.GaussNewton(),
+                              steps=refit_steps, key=fkey, progress=progress).model
         closed_error = problem.trajectory_error(refit, ts, ref)
     except sciml.DivergenceError:
         # The selected formula makes the ODE blow up: keep it, report the failure.
@@ -141,10 +150,15 @@ def _recover(points, noise, steps, seed, progress):
 
 
 def run(options: sciml.cli.RunOptions) -> dict:
+    # Quick: no L-BFGS stage (compiling it took 40 of the quick run's 70 s); the
+    # closed-loop selection still finds the exact support from this rougher network, and
+    # its coefficients, fitted through the ODE, are kept (the re-fit starts at them).
     out = recover(
-        steps=options.steps_or(options.pick(6000, 20000)),
+        steps=options.steps_or(options.pick(2000, 20000)),
         seed=options.seed,
         progress=options.progress,
+        lbfgs_steps=options.pick(0, None),
+        refit_steps=options.pick(0, 20),
     )
     ts, ref, model = out["ts"], out["ref"], out["model"]
     pred = np.asarray(jax.vmap(model.surrogate)(jnp.asarray(ts)))
@@ -169,6 +183,22 @@ def run(options: sciml.cli.RunOptions) -> dict:
     sciml.plot.save(fig, options.out / "trajectory_and_hidden.png")
     sciml.plot.history(out["history"], options.out / "loss.png", title=NAME)
     return out["metrics"]
+
+
+RESULTS_SECTION = "Lotka-Volterra: noise and data-size sweeps"
+
+
+def size_note(metrics: dict, options: sciml.cli.RunOptions) -> str | None:
+    """Why the run did not name -beta x y, gamma x y within 3 % (None: it did)."""
+    error = max(metrics["beta_rel_error"], metrics["gamma_rel_error"])
+    if metrics["support_exact"] and error <= 0.03:
+        return None
+    support = "" if metrics["support_exact"] else "the wrong support, "
+    return (f"The selected hidden terms are {'; '.join(metrics['refitted'])} ({support}"
+            f"coefficients up to {error:.0%} off): after {metrics['fit_steps']} steps the "
+            f"hidden network is {metrics['hidden_rel_l2']:.0%} off the true terms. The full "
+            "run (20000 Adam + 1000 L-BFGS steps) names -0.8987 x y and 0.8080 x y (errors "
+            "0.15 % and 1.00 %, trajectory L2 6.9e-4).")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from sciml.cli import _run
 
 # The problem-name prefixes of each family (README, "The families").
 FAMILIES = {
-    "pinn": ("poisson", "pinn", "kovasznay", "lid", "heat", "eigen", "magnet", "hidden"),
+    "pinn": ("poisson", "pinn", "kovasznay", "lid", "heat", "eigen", "magnet"),
+    # Hidden-term PINNs whose hidden term sciml.symbolic names.
+    "symbolic": ("hidden",),
     "ode": ("node", "nsde"),
     "kinetics": ("kinetics",),
     "operators": ("deeponet", "fno", "lssl"),
