@@ -129,13 +129,14 @@ def _load(args, what):
 
 def _load_checked(args):
     """The train and test data, refused here (before any work) if the model cannot use
-    them; and the test file's step relative to the training file's."""
+    them; the test file's step relative to the training file's; and the training
+    file's step (LSSL) or the name of its layout (FNO)."""
     import sciml.operators as so
 
     if args.model == "fno":
-        train, test = _fno_fields(args, "train"), _fno_fields(args, "test")
+        (train, layout), (test, _) = _fno_fields(args, "train"), _fno_fields(args, "test")
         _fno_modes(args, train, test)
-        return train, test, 1.0, None
+        return train, test, 1.0, layout
     if args.modes is not None:
         raise CLIError(f"--modes is for --model fno, not --model {args.model}.")
     train, test = _load(args, "train"), _load(args, "test")
@@ -157,24 +158,9 @@ def _load_checked(args):
     return train, test, h_test / h_train, h_train
 
 
-class _Fields:
-    """Operator data on one grid for the FNO: inputs `a` and outputs `u`, `(N, *grid)`;
-    `x` the 1-D grid (None for 2-D fields); `layout` what the file held."""
-
-    def __init__(self, a, u, x, layout):
-        self.a, self.u, self.x, self.layout = a, u, x, layout
-
-    @property
-    def grid(self):
-        return self.a.shape[1:]
-
-    def __len__(self):
-        return self.a.shape[0]
-
-
 def _read_2d_fields(args, what):
-    """`X_branch` and `y` of shape (N, nx, ny) and no `X_trunk`, or None for other files
-    (which `load_npz` then reads or refuses)."""
+    """`sciml.data.Fields` from `X_branch` and `y` of shape (N, nx, ny) and no `X_trunk`,
+    or None for other files (which `load_npz` then reads or refuses)."""
     path = getattr(args, what)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -192,28 +178,30 @@ def _read_2d_fields(args, what):
             f"{where}: X_branch has shape {a.shape} but y has {u.shape}; 2-D fields for "
             "--model fno need both (N, nx, ny) on one grid."
         )
-    for name, arr in (("X_branch", a), ("y", u)):
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            raise CLIError(f"{where}: {name} must hold real numbers, got dtype {arr.dtype}.")
-        if not np.all(np.isfinite(arr)):
-            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-            raise CLIError(
-                f"{where}: {name} has {int(np.sum(~np.isfinite(arr)))} NaN/inf value(s), "
-                f"the first at index {bad}; drop or fill them first."
-            )
-    if a.shape[0] < 1 or min(a.shape[1:]) < 2:
-        raise CLIError(f"{where}: need at least one field on a grid of 2 x 2 or more, got "
-                       f"shape {a.shape}.")
-    return _Fields(a.astype(np.float64), u.astype(np.float64), None, "fields (N, nx, ny)")
+    return _as_fields(where, ("X_branch", a), ("y", u))
 
 
-def _fno_fields(args, what) -> _Fields:
-    """The file as fields for the FNO, refused here (before any work) if it is not."""
+def _as_fields(where, a, u, coords=None):
+    """`sciml.data.Fields` of the named arrays `a = (key, array)` and `u`, its checks
+    (real, finite, one grid) reported as CLI errors naming the file's keys."""
+    import sciml.data as sd
+
+    try:
+        return sd.Fields(a[1], u[1], coords)
+    except (ValueError, TypeError) as e:
+        message = str(e).replace("sciml.data.Fields: ", "")
+        message = message.replace("`a`", a[0]).replace("`u`", u[0])
+        raise CLIError(f"{where}: {message}") from None
+
+
+def _fno_fields(args, what):
+    """The file as `sciml.data.Fields` for the FNO and the name of its layout, refused
+    here (before any work) if it is not fields on one grid."""
     import sciml.data as sd
 
     fields = _read_2d_fields(args, what)
     if fields is not None:
-        return fields
+        return fields, "fields (N, nx, ny)"
     data = _load(args, what)
     where = f"--model fno (--{what} {getattr(args, what)})"
     if not isinstance(data, sd.TripleCartesianProd):
@@ -241,8 +229,8 @@ def _fno_fields(args, what) -> _Fields:
             f"{where}: the FNO needs increasing, equispaced points (at least 2); these are "
             "not. Use the DeepONet."
         )
-    return _Fields(np.asarray(data.branch, np.float64), np.asarray(data.y, np.float64), x,
-                   type(data).__name__)
+    fields = _as_fields(where, ("branch", data.branch), ("y", data.y), coords=(x,))
+    return fields, type(data).__name__
 
 
 def _fno_modes(args, train, test):
@@ -268,59 +256,34 @@ def _fno_modes(args, train, test):
     return (modes,) * dim
 
 
-def _fno_loss(model, batch, *, key=None):
-    import jax
-    import jax.numpy as jnp
-
-    a, u = batch
-    return jnp.mean((jax.vmap(model)(a) - u) ** 2)
-
-
-def _fno_predict(model, a, chunk=32):
-    """Predictions for inputs `(N, 1, *grid)`, in chunks of one shape (one compilation)."""
+def _train_fno(args, out, train, test, layout, t_start) -> dict:
     import equinox as eqx
     import jax
-    import jax.numpy as jnp
-
-    run = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))
-    n = a.shape[0]
-    chunk = min(chunk, n)
-    pad = -n % chunk
-    a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
-    out = [np.asarray(run(model, a[i : i + chunk])) for i in range(0, n + pad, chunk)]
-    return np.concatenate(out)[:n, 0]
-
-
-def _train_fno(args, out, train, test, t_start) -> dict:
-    import jax
-    import jax.numpy as jnp
     import optax
 
     import sciml
+    import sciml.data as sd
     import sciml.operators as so
 
     modes = _fno_modes(args, train, test)
     dim = len(modes)
-    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     mkey, fkey = jax.random.split(jax.random.key(args.seed))
     model = so.FNO(1, 1, modes, args.width or _FNO_WIDTH[dim], layers=args.depth or 4,
                    key=mkey)
-    a, u = (jnp.asarray(v, dtype)[:, None] for v in (train.a, train.u))
+    train_a, test_a = so.as_arrays(train), so.as_arrays(test)
     size = len(train)
     batch = min(args.batch_size or _FNO_BATCH, size)
-    data = sciml.Minibatches((a, u), batch) if batch < size else (a, u)
+    data = sd.FunctionBatches(train_a, batch) if batch < size else train_a
     schedule = optax.exponential_decay(args.lr or 1e-3, max(args.steps // 4, 1), 0.5)
-    result = sciml.fit(model, _fno_loss, optax.adam(schedule), steps=args.steps, data=data,
+    result = sciml.fit(model, so.mse_loss, optax.adam(schedule), steps=args.steps, data=data,
                        key=fkey, progress=not args.quiet)
-    flat = lambda v: v.reshape(len(v), -1)  # noqa: E731
-    pred = _fno_predict(result.model, jnp.asarray(test.a, dtype)[:, None])
-    test_metrics = so.metrics(flat(pred), flat(test.u))
-    train_pred = _fno_predict(result.model, a)
-    train_metrics = so.metrics(flat(train_pred), flat(train.u))
+    pred = np.asarray(eqx.filter_jit(so.predict)(result.model, test_a, chunk=32))
+    test_metrics = so.metrics(pred, test.u)
+    train_metrics = so.evaluate(result.model, train_a)
     np.savez(out / "predictions.npz", y_pred=pred.astype(np.float32))
-    if test.x is not None:
-        so.plot_predictions(test.x, test.a, test.u, {"fno": pred}, out / "predictions.png",
-                            title=f"fno on {args.test}")
+    if test.dim == 1:
+        so.plot_predictions(test.coords[0], test.a, test.u, {"fno": pred},
+                            out / "predictions.png", title=f"fno on {args.test}")
     else:
         _scatter(test.u, pred, out / "predictions.png", "fno")
     sciml.plot.history(result.history, out / "loss.png", title="fno training")
@@ -329,7 +292,7 @@ def _train_fno(args, out, train, test, t_start) -> dict:
         "test_mse": test_metrics["mse"],
         "test_mean_rel_l2": test_metrics["rel_l2"],
         "train_mse": train_metrics["mse"],
-        "layout": train.layout,
+        "layout": layout,
         "train_grid": list(train.grid),
         "test_grid": list(test.grid),
         "modes": list(modes),
@@ -442,7 +405,7 @@ def _run(args, prog) -> dict:
     try:
         train, test, dt_scale, h_train = _load_checked(args)
         if args.model == "fno":
-            metrics = _train_fno(args, out, train, test, t_start)
+            metrics = _train_fno(args, out, train, test, h_train, t_start)
         else:
             metrics = _train(args, out, train, test, dt_scale, h_train, t_start)
     except BaseException:

@@ -2,6 +2,7 @@
 
 from ._batches import FunctionBatches as FunctionBatches
 from ._burgers import burgers_cole_hopf as burgers_cole_hopf, burgers_reference as burgers_reference
+from ._fields import Fields as Fields
 from ._generators import (
     RandomPoints as RandomPoints,
     antiderivative as antiderivative,
