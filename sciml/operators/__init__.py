@@ -1,4 +1,5 @@
-"""Operator layers: DeepONet, the Linear State-Space Layer (LSSL) and HiPPO matrices."""
+"""Operator layers: DeepONet (and physics-informed), FNO, the Linear State-Space Layer
+(LSSL) and HiPPO matrices."""
 
 from ._deeponet import FNN as FNN, DeepONet as DeepONet
 from ._discretise import GBT as GBT, ZOH as ZOH, AbstractDiscretisation as AbstractDiscretisation
@@ -18,6 +19,14 @@ from ._lssl import (
     Recurrent as Recurrent,
     causal_convolution as causal_convolution,
     krylov as krylov,
+)
+from ._physics import (
+    PhysicsBatches as PhysicsBatches,
+    PhysicsData as PhysicsData,
+    PhysicsInformedLoss as PhysicsInformedLoss,
+    Points as Points,
+    term_residuals as term_residuals,
+    value_residual as value_residual,
 )
 from ._plot import plot_predictions as plot_predictions, plot_rates as plot_rates
 from ._train import (
