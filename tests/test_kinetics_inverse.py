@@ -437,6 +437,12 @@ def test_kinn_polish_step_is_the_damped_least_squares_step():
     A = np.concatenate([J, np.diag(np.sqrt(lam * d))])
     ref = np.linalg.lstsq(A, np.concatenate([-r, np.zeros_like(x)]), rcond=None)[0]
     np.testing.assert_allclose(delta, ref, rtol=0, atol=1e-9 * np.max(np.abs(ref)))
+    # Its Jacobian by coloured tangents (one pass per column of the widest network, not
+    # per parameter) is jax.jacfwd's.
+    coloured = solver.linearise(lambda v: (ls._residuals(problem, v), {}), x)
+    np.testing.assert_allclose(np.asarray(coloured.residual), r, rtol=0, atol=0)
+    np.testing.assert_allclose(np.asarray(coloured.jacobian), J, rtol=0,
+                               atol=1e-12 * np.max(np.abs(J)))
 
 
 def test_kinn_residual_vector_sums_to_the_loss():

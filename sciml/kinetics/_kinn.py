@@ -32,7 +32,14 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from .. import nn as _nn
-from ..train import AbstractGaussNewtonSolver, AdaptiveDamping, GaussNewton, Stage, fit
+from ..train import (
+    AbstractGaussNewtonSolver,
+    AdaptiveDamping,
+    GaussNewton,
+    Linearisation,
+    Stage,
+    fit,
+)
 from ._data import covariance_to_std_corr, gauss_newton_covariance
 from ._estimators import (
     AbstractEstimator,
@@ -674,6 +681,29 @@ class _BlockArrowSolve(AbstractGaussNewtonSolver):
     dense: ClassVar[bool] = True
     rows: tuple = eqx.field(static=True)
     columns: tuple = eqx.field(static=True)
+
+    def linearise(self, fn, x):
+        """`J` by forward mode with the experiments' network columns coloured alike:
+        column `i` of every network rides in one tangent (no row depends on two
+        networks), so `max_e P_e + P_s` passes form `J` instead of `P`."""
+        rows, cols = self.rows, self.columns
+        shared, n_exp = cols[-1], len(cols) - 1
+        widths = [cols[e + 1] - cols[e] for e in range(n_exp)]
+        m, n_shared = max(widths), x.size - shared
+        seeds = np.zeros((m + n_shared, x.size))
+        for e, w in enumerate(widths):
+            seeds[np.arange(w), cols[e] + np.arange(w)] = 1.0
+        seeds[m + np.arange(n_shared), shared + np.arange(n_shared)] = 1.0
+        r, jvp, aux = jax.linearize(fn, x, has_aux=True)
+        packed = jax.lax.map(jvp, jnp.asarray(seeds, x.dtype), batch_size=4).T
+        J = jnp.zeros((r.size, x.size), packed.dtype)
+        for e, w in enumerate(widths):
+            block = packed[rows[e] : rows[e + 1], :w]
+            J = J.at[rows[e] : rows[e + 1], cols[e] : cols[e + 1]].set(block)
+        J = J.at[:, shared:].set(packed[:, m:])
+        return Linearisation(
+            r, aux, jvp=lambda v: J @ v, vjp=lambda u: u @ J, jacobian=J
+        )
 
     def direction(self, lin, damping, scale):
         J, r = lin.jacobian, lin.residual

@@ -25,6 +25,7 @@ from ._gauss_newton import (
     GaussNewton as GaussNewton,
     GridLineSearch as GridLineSearch,
     LevenbergMarquardt as LevenbergMarquardt,
+    Linearisation as Linearisation,
     WoodburySolve as WoodburySolve,
 )
 from ._labels import param_labels as param_labels

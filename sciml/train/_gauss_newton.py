@@ -169,6 +169,16 @@ class AbstractGaussNewtonSolver(eqx.Module):
 
     dense: ClassVar[bool]
 
+    def linearise(self, fn, x) -> Linearisation:
+        """The residual and its Jacobian at `x`, for `fn(x) -> (r, aux)` (`r` flat).
+
+        The default forms `J` as a matrix for a dense solver (forward mode when there are
+        at least as many residuals as parameters, else reverse mode) and stays
+        matrix-free otherwise. Override it to exploit a Jacobian's known structure, e.g.
+        to push several parameters' tangents through one pass when no residual depends
+        on more than one of them (column colouring)."""
+        return _dense(fn, x) if self.dense else _matrix_free(fn, x)
+
     @abc.abstractmethod
     def direction(self, lin: Linearisation, damping, scale) -> tuple[jax.Array, jax.Array]:
         """`(δ, iterations)` for damping `damping` (a scalar) and `D = diag(scale)`
@@ -615,7 +625,7 @@ class GaussNewton(AbstractUpdate):
 
         n_res = jax.eval_shape(fn, flat)[0].size
         solver = self._solver_for(flat.size, n_res)
-        lin = _dense(fn, flat) if solver.dense else _matrix_free(fn, flat)
+        lin = solver.linearise(fn, flat)
         r = lin.residual
         dtype = r.dtype
         value = 0.5 * jnp.vdot(r, r)
