@@ -35,7 +35,8 @@ from ._validators import (
 class RunOptions:
     """Options every problem takes.
 
-    - `quick`: small sizes (about 20 s on a 2-core CPU), for `sciml run all --quick`.
+    - `quick`: small sizes (4 s to about 2 minutes per shipped problem on a 2-core CPU),
+      for `sciml run demo --quick` and `sciml run all --quick`.
     - `steps`: override of the steps of the problem's main training stage, through
       `steps_or` (None: the problem's default). A problem may add fixed stages (e.g. an
       L-BFGS refinement after Adam) that keep their size; the runner records the steps
@@ -381,7 +382,9 @@ def _plain(markdown: str) -> str:
 
 
 def _add_run_options(p: argparse.ArgumentParser, *, out_default: str | None) -> None:
-    p.add_argument("--quick", action="store_true", help="small sizes (about 20 s each)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (seconds to about 2 minutes each; a report says when its "
+                   "size is too small to show the method's effect)")
     p.add_argument(
         "--steps",
         type=step_count,

@@ -198,7 +198,8 @@ def size_note(metrics: dict, full: str) -> str | None:
 
     **Returns:**
 
-    The note (the runner adds the full-size command and RESULTS_SECTION), or None when the run shows the effect.
+    The note (the runner adds the full-size command and RESULTS_SECTION), or None when
+    the run shows the effect.
     """
     found = shortfall(metrics)
     if not found:
