@@ -5,7 +5,10 @@
 
 The FNO reads aligned 1-D files (every function on one equispaced grid, the output
 points that grid) or 2-D fields: an npz with `X_branch` and `y` both `(N, nx, ny)` on
-one grid of the unit square; training and test files may differ in resolution.
+one grid of the unit square; training and test files may differ in resolution. Every
+model also reads PDEBench's HDF5 files (`sciml.data.load_pdebench`: first snapshot to
+last, or Darcy's `nu` to `tensor`; needs the `hdf5` extra), recognised by their
+signature whatever their name.
 
 Writes `metrics.json` (test MSE, mean relative L2, steps/s, wall time),
 `predictions.npz` (key `y_pred`, shaped like the test `y`), `predictions.png` and
@@ -65,7 +68,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
             "sciml.data.save_npz writes) or DeepXDE's split keys X_train0/X_train1/y_train; "
             "DeepXDE's object-array key X only with --allow-pickle. Layouts: Triple "
             "(N, m), (N, d) -> (N, 1) or TripleCartesianProd (N1, m), (N2, d) -> (N1, N2); "
-            "for --model fno also 2-D fields, X_branch and y of shape (N, nx, ny). "
+            "for --model fno also 2-D fields, X_branch and y of shape (N, nx, ny); and "
+            "PDEBench's HDF5 files (first snapshot to last, or Darcy's nu to tensor; needs "
+            "h5py, the hdf5 extra). "
             "Trains with sciml.fit (Adam); writes metrics.json, predictions.npz and plots "
             "to --out."
         ),
@@ -118,9 +123,33 @@ def _refuse_out(args) -> pathlib.Path:
     return out
 
 
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == _HDF5_MAGIC
+    except OSError:
+        return False
+
+
+def _load_hdf5(args, what):
+    """A PDEBench HDF5 file as `sciml.data.Fields`, its problems as CLI errors."""
+    import sciml.data as sd
+
+    try:
+        return sd.load_pdebench(getattr(args, what))
+    except (ValueError, ImportError) as e:
+        raise CLIError(f"--{what}: {e}") from None
+
+
 def _load(args, what):
     import sciml.data as sd
 
+    if _is_hdf5(getattr(args, what)):
+        # DeepONets and LSSLs read the fields on their grid as aligned data.
+        return _load_hdf5(args, what).to_cartesian()
     try:
         return sd.load_npz(getattr(args, what), allow_pickle=args.allow_pickle)
     except (ValueError, TypeError) as e:
@@ -199,6 +228,8 @@ def _fno_fields(args, what):
     here (before any work) if it is not fields on one grid."""
     import sciml.data as sd
 
+    if _is_hdf5(getattr(args, what)):
+        return _load_hdf5(args, what), "PDEBench HDF5"
     fields = _read_2d_fields(args, what)
     if fields is not None:
         return fields, "fields (N, nx, ny)"

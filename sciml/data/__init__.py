@@ -1,4 +1,5 @@
-"""Operator data: random input functions, reference solvers, DeepXDE npz layouts."""
+"""Operator data: random input functions, reference solvers, DeepXDE npz layouts,
+fields on one grid and PDEBench's HDF5 files."""
 
 from ._batches import FunctionBatches as FunctionBatches
 from ._burgers import burgers_cole_hopf as burgers_cole_hopf, burgers_reference as burgers_reference
@@ -12,6 +13,7 @@ from ._generators import (
     solve_diffusion_reaction as solve_diffusion_reaction,
     solve_ode as solve_ode,
 )
+from ._hdf5 import load_pdebench as load_pdebench
 from ._layouts import (
     Triple as Triple,
     TripleCartesianProd as TripleCartesianProd,
