@@ -1,5 +1,6 @@
 """Lotka-Volterra with hidden interactions (UPINN): learn -bxy, gxy from 30 noisy points."""
 
+import re
 import time
 
 import diffrax
@@ -179,7 +180,8 @@ def run(options: sciml.cli.RunOptions) -> dict:
         ax2.plot(ts, h[:, j], f"C{j}--", label=f"hidden net ~ {name}")
     ax2.set_xlabel("t (along the trajectory)")
     ax2.legend(fontsize=7)
-    ax2.set_title(" ; ".join(out["metrics"]["refitted"]), fontsize=8)
+    title = " ; ".join(out["metrics"]["refitted"])
+    ax2.set_title(re.sub(r"\d+\.\d{5,}", lambda m: f"{float(m.group()):.4g}", title), fontsize=9)
     sciml.plot.save(fig, options.out / "trajectory_and_hidden.png")
     sciml.plot.history(out["history"], options.out / "loss.png", title=NAME)
     return out["metrics"]
