@@ -355,15 +355,161 @@ def fno(quick: bool) -> list[str]:
     return lines
 
 
+def pideeponet(quick: bool) -> list[str]:
+    m = _run_problem("pideeponet_antiderivative", quick)
+    return [
+        "### Physics-informed DeepONet, antiderivative (GRF l = 0.2, m = 100, 5 x 50 tanh)", "",
+        "| terms | train functions | steps (x 100 functions) | test rel. L2 (std) | "
+        "paper | training (s) | steps/s |", "|---|---|---|---|---|---|---|",
+        f"| residual + 1 label per function | {m['train_functions']} | {m['steps']} | "
+        f"{m['test_rel_l2_label']:.2e} ({m['test_rel_l2_std_label']:.1e}) | 2.49e-3 "
+        f"(2.74e-3) | {m['train_s_label']:.0f} | {m['steps_per_s_label']:.0f} |",
+        f"| residual + s(0) = 0 (no solution values) | {m['train_functions']} | "
+        f"{m['steps']} | {m['test_rel_l2_physics']:.2e} ({m['test_rel_l2_std_physics']:.1e}) "
+        f"| | {m['train_s_physics']:.0f} | {m['steps_per_s_physics']:.0f} |",
+    ]
+
+
+_NEURALOP_DRIVER = """
+import json, sys, time
+import numpy as np
+import torch
+from neuralop.models import FNO
+path, steps, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+f = np.load(path)
+a, u = (torch.tensor(f[k], dtype=torch.float32)[:, None] for k in ("a", "u"))
+ta, tu = (torch.tensor(f[k], dtype=torch.float32)[:, None] for k in ("test_a", "test_u"))
+batch = int(f["batch"])
+
+def build():
+    torch.manual_seed(0)
+    # n_modes 30: the real FFT keeps 30 // 2 + 1 = 16 modes, as ours.
+    return FNO(n_modes=(30,), in_channels=1, out_channels=1, hidden_channels=64,
+               n_layers=4, lifting_channel_ratio=0, projection_channel_ratio=2,
+               use_channel_mlp=False, positional_embedding="grid")
+
+def train(model, opt, gen, k=None, until=None):
+    done, t0 = 0, time.perf_counter()
+    while (k is None or done < k) and (until is None or time.perf_counter() - t0 < until):
+        idx = torch.randperm(len(a), generator=gen)
+        for i in range(0, len(a) - batch + 1, batch):
+            j = idx[i : i + batch]
+            opt.zero_grad()
+            loss = torch.mean((model(a[j]) - u[j]) ** 2)
+            loss.backward()
+            opt.step()
+            done += 1
+            if (k is not None and done >= k) or (
+                    until is not None and time.perf_counter() - t0 >= until):
+                break
+    return done, time.perf_counter() - t0
+
+speed = {}
+for threads in (1, 2):
+    torch.set_num_threads(threads)
+    model = build()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    train(model, opt, gen, k=10)  # warm-up
+    # At most a minute each: on a loaded machine 2 threads can run 10x slower.
+    done, dt = train(model, opt, gen, k=steps, until=60.0)
+    speed[threads] = done / dt
+best = max(speed, key=speed.get)
+torch.set_num_threads(best)
+model = build()
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+done, dt = train(model, opt, torch.Generator().manual_seed(2), until=seconds)
+with torch.no_grad():
+    pred = model(ta)
+err = torch.linalg.norm((pred - tu)[:, 0], dim=-1) / torch.linalg.norm(tu[:, 0], dim=-1)
+params = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+print(json.dumps({"steps_per_s": speed, "threads": best, "timed_steps": done,
+                  "timed_s": dt, "rel_l2": float(err.mean()), "params": params}))
+"""
+
+
+class _StopAfter:
+    """A `sciml.fit` callback that stops training `seconds` after it was made."""
+
+    every = 25
+
+    def __init__(self, seconds):
+        self.deadline = time.perf_counter() + seconds
+
+    def __call__(self, info):
+        return time.perf_counter() >= self.deadline
+
+
+def _burgers_256(num, key):
+    with jax.enable_x64(True):
+        data = sd.burgers_periodic(num=num, key=key, grid=1024, stride=4)
+    return np.asarray(data.branch, np.float32), np.asarray(data.y, np.float32)
+
+
+def neuralop(quick: bool, python: str | None, seconds: float | None) -> list[str]:
+    head = ["### FNO against neuraloperator (PyTorch), Burgers s = 256", ""]
+    if not python:
+        return head + ["skipped: pass --neuralop-python (a venv with torch and neuraloperator)."]
+    n_train, n_test, batch = (200, 50, 20) if quick else (1000, 200, 20)
+    steps = 100 if quick else 300
+    seconds = seconds or (30.0 if quick else 120.0)
+    a, u = _burgers_256(n_train, jax.random.key(0))
+    ta, tu = _burgers_256(n_test, jax.random.key(1))
+    with tempfile.TemporaryDirectory() as d:
+        path = pathlib.Path(d) / "burgers.npz"
+        np.savez(path, a=a, u=u, test_a=ta, test_u=tu, batch=batch)
+        driver = pathlib.Path(d) / "driver.py"
+        driver.write_text(_NEURALOP_DRIVER)
+        out = subprocess.run([python, str(driver), str(path), str(steps), str(seconds)],
+                             capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return head + [f"neuraloperator run failed: {out.stderr.strip().splitlines()[-1:]}"]
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    train = sd.Fields(a, u)
+    test = sd.Fields(ta, tu)
+    data = sd.FunctionBatches(so.as_arrays(train, jnp.float32), batch)
+
+    def fit(stop=None, n=steps):
+        model = so.FNO(1, 1, 16, 64, dtype=jnp.float32, key=jax.random.key(0))
+        return sciml.fit(model, so.mse_loss, optax.adam(1e-3), steps=n, data=data,
+                         key=jax.random.key(1), progress=False, callbacks=stop or ())
+
+    ours_speed = fit().timings["steps_per_second"]
+    # More steps than fit in the time: the callback ends the run.
+    timed = fit([_StopAfter(seconds)], n=int(2 * seconds * ours_speed) + 100)
+    ours_err = so.evaluate(timed.model, so.as_arrays(test, jnp.float32))["rel_l2"]
+    ours_steps = int(timed.history["step"][-1]) + 1
+    params = sum(x.size for x in jax.tree.leaves(eqx.filter(timed.model, eqx.is_array)))
+    best = theirs["steps_per_s"][str(theirs["threads"])]
+    t1, t2 = theirs["steps_per_s"]["1"], theirs["steps_per_s"]["2"]
+    return head + [
+        "| implementation | real parameters | steps/s (steady) | ratio | steps in "
+        f"{seconds:.0f} s | test rel. L2 after {seconds:.0f} s |", "|---|---|---|---|---|---|",
+        f"| neuraloperator 2.0 FNO, PyTorch CPU (1 thread {t1:.1f}, 2 threads {t2:.1f}; "
+        f"best {theirs['threads']}) | {theirs['params']} | {best:.1f} | 1.0x | "
+        f"{theirs['timed_steps']} | {theirs['rel_l2']:.2e} |",
+        f"| sciml FNO, JAX CPU (compilation in the wall time) | {params} | {ours_speed:.1f} | "
+        f"{ours_speed / best:.2f}x | {ours_steps} | {ours_err:.2e} |",
+        "",
+        f"{n_train} training functions, {n_test} test functions, batches of {batch}, "
+        f"steady steps/s over {steps} steps after warm-up (neuraloperator: at most 60 s per "
+        "thread count), float32, Adam 1e-3 (constant).",
+    ]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    p.add_argument("--only", default="views,deeponet,lssl,deepxde,lssl-speed,lssl-cli,fno",
+    p.add_argument("--only", default="views,deeponet,lssl,deepxde,lssl-speed,lssl-cli,fno,"
+                   "pideeponet,neuralop",
                    help="comma-separated sections")
     p.add_argument("--markdown", help="also write the tables to this file")
     p.add_argument("--deepxde-python", help="python of a venv with torch and deepxde")
     p.add_argument("--lssl-compare-steps", type=int, default=None,
                    help="steps of lssl-cli's minibatch / full-batch comparison (2000)")
+    p.add_argument("--neuralop-python", help="python of a venv with torch and neuraloperator")
+    p.add_argument("--neuralop-seconds", type=float, default=None,
+                   help="neuralop: the equal wall time of the accuracy comparison (120; quick 30)")
     args = p.parse_args(argv)
     sections = {
         "views": views,
@@ -373,6 +519,8 @@ def main(argv=None) -> int:
         "lssl-speed": lssl_speed,
         "lssl-cli": lambda quick: lssl_cli(quick, args.lssl_compare_steps),
         "fno": fno,
+        "pideeponet": pideeponet,
+        "neuralop": lambda quick: neuralop(quick, args.neuralop_python, args.neuralop_seconds),
     }
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in sections]

@@ -114,3 +114,21 @@ def test_bad_physics_data_errors():
     model = so.DeepONet([5, 3], [1, 3], key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"no points for terms \['initial'\]"):
         loss(model, data)
+
+
+@pytest.mark.slow  # ~25 s at load 10 on 2 cores (compilation); the tests above cover the path
+def test_readme_physics_informed_example_runs():
+    """The README's example, at a few functions and steps: it runs and lowers the loss."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    (code,) = [b for b in blocks if "PhysicsInformedLoss(" in b]
+    small = code.replace("num=1000", "num=20").replace("steps=2000", "steps=50")
+    small = small.replace("PhysicsBatches(data, 100)", "PhysicsBatches(data, 10)")
+    assert "num=20" in small and "steps=50" in small and "(data, 10)" in small
+    scope = {}
+    exec(compile(small, "README.md", "exec"), scope)
+    loss = scope["result"].history["loss"]
+    assert np.all(np.isfinite(loss)) and loss[-1] < loss[0]
