@@ -578,9 +578,8 @@ class HiddenTermPDE(eqx.Module):
         rate = jax.lax.stop_gradient(self.rate)
         return (ut - self.known(d) - model.hidden(self.hidden_input(d))) / rate
 
-    def terms(self, model: HiddenTermModel, key: PRNGKeyArray) -> dict[str, Array]:
-        """The unweighted loss terms: `data`, `residual` and, when given, `initial` and
-        `boundary` (all dimensionless mean squares)."""
+    def _blocks(self, model: HiddenTermModel, key: PRNGKeyArray) -> dict:
+        """Per term, `(vector, count)`: the term is `Σ vector² / count`."""
         rkey, ikey, bkey = jax.random.split(key, 3)
         scale = jax.lax.stop_gradient(self.u_scale)
         pts = self.domain.sample(rkey, self.collocation, self.sampler)
@@ -588,28 +587,49 @@ class HiddenTermPDE(eqx.Module):
         ts = jnp.concatenate([pts[:, 1], self.t_obs])
         r = jax.vmap(lambda xi, ti: self.residual(model, xi, ti))(xs, ts)
         pred = jax.vmap(model.surrogate)(self.x_obs, self.t_obs)
-        misfit = ((pred - self.u_obs) / scale) ** 2 * self.mask
-        out = {"data": jnp.sum(misfit) / jnp.sum(self.mask), "residual": jnp.mean(r**2)}
+        misfit = (pred - self.u_obs) / scale * jnp.sqrt(self.mask)
+        out = {"data": (misfit, jnp.sum(self.mask)), "residual": (r, r.size)}
         if self.initial is not None:
             p0 = self.domain.sample_initial(ikey, self.initial_points, self.sampler)
             u = jax.vmap(model.surrogate)(p0[:, 0], p0[:, 1])
             u0 = jax.vmap(self.initial)(p0[:, 0])
-            out["initial"] = jnp.mean(((u - u0) / scale) ** 2)
+            out["initial"] = ((u - u0) / scale, u.size)
         if self.boundary is not None:
             pb = self.domain.sample_boundary(bkey, self.boundary_points, Uniform())
             rb = jax.vmap(
                 lambda xi, ti: self.boundary.residual(local_derivatives(model.surrogate, xi, ti)[0])
             )(pb[:, 0], pb[:, 1])
-            out["boundary"] = jnp.mean((rb / scale) ** 2)
+            out["boundary"] = (rb / scale, rb.size)
         return out
+
+    def _weights(self, names) -> dict:
+        weights = {"data": self.data_weight, "initial": self.initial_weight,
+                   "boundary": self.boundary_weight}
+        return {k: w for k, w in weights.items() if k in names}
+
+    def terms(self, model: HiddenTermModel, key: PRNGKeyArray) -> dict[str, Array]:
+        """The unweighted loss terms: `data`, `residual` and, when given, `initial` and
+        `boundary` (all dimensionless mean squares)."""
+        return {k: jnp.sum(v**2) / n for k, (v, n) in self._blocks(model, key).items()}
 
     def loss(self, model: HiddenTermModel, batch, *, key: PRNGKeyArray):
         """Weighted sum of `terms` (for `sciml.fit`); the terms go to the history."""
         del batch
-        weights = {"data": self.data_weight, "initial": self.initial_weight,
-                   "boundary": self.boundary_weight}
         terms = self.terms(model, key)
-        return weighted_sum(terms, {k: w for k, w in weights.items() if k in terms})
+        return weighted_sum(terms, self._weights(terms))
+
+    def loss_residuals(self, model: HiddenTermModel, batch, *, key: PRNGKeyArray):
+        """`loss` as residuals, for `sciml.GaussNewton`: every term's vector scaled by
+        `√(2 weight / count)`, concatenated, so that `½‖r‖² = loss`; and the same named
+        terms."""
+        del batch
+        blocks = self._blocks(model, key)
+        weights = self._weights(blocks)
+        terms = {k: jnp.sum(v**2) / n for k, (v, n) in blocks.items()}
+        out = jnp.concatenate([
+            jnp.ravel(v) * jnp.sqrt(2 * weights.get(k, 1.0) / n) for k, (v, n) in blocks.items()
+        ])
+        return out, terms
 
     def stages(self, steps: int, *, lbfgs_steps: int = 500, learning_rate: float = 3e-3,
                key: PRNGKeyArray) -> list:
