@@ -279,25 +279,29 @@ def sampling_checks(n: int = 40000, seed: int = 0) -> list[dict]:
 # Accuracy: the problems at full size
 
 
+# name: (script, the metrics the target applies to, target). A target holds for a
+# problem when every listed metric is at or below it.
 ACCURACY = {
-    "poisson-lshape": ("poisson_lshape", "rel_l2_vs_fem", 1e-2),
-    "poisson2d-c": ("poisson2d_c", "rel_l2_vs_fem", 1e-2),
-    "kovasznay": ("kovasznay", "rel_l2_u", 1e-3),
-    "lid-cavity": ("lid_cavity", "max_err_u_centre", 2e-2),
-    "heat-holes": ("heat_holes", "rel_l2", None),
+    "poisson-lshape": ("poisson_lshape", ("rel_l2_vs_fem",), 1e-2),
+    "poisson2d-c": ("poisson2d_c", ("rel_l2_vs_fem",), 1e-2),
+    "kovasznay": ("kovasznay", ("rel_l2_u", "rel_l2_v"), 1e-3),
+    "lid-cavity": ("lid_cavity", ("max_err_u_centre", "max_err_v_centre"), 2e-2),
+    "heat-holes": ("heat_holes", ("rel_l2",), None),
 }
 
 
 def accuracy(names, out_dir: pathlib.Path, seed: int) -> list[dict]:
     rows = []
     for name in names:
-        script, metric, target = ACCURACY[name]
+        script, keys, target = ACCURACY[name]
         out = out_dir / name
         cmd = [sys.executable, str(ROOT / "problems" / f"{script}.py"), "--out", str(out),
                "--seed", str(seed), "--quiet"]
         subprocess.run(cmd, check=True)
         metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-        rows.append(dict(problem=name, metric=metric, value=metrics[metric], target=target,
+        values = {k: metrics[k] for k in keys}
+        met = None if target is None else all(v <= target for v in values.values())
+        rows.append(dict(problem=name, values=values, target=target, met=met,
                          metrics=metrics))
     return rows
 
@@ -489,7 +493,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", default="sampling",
                    choices=("sampling", "references", "accuracy", "deepxde"))
-    p.add_argument("--problems", nargs="*", default=list(ACCURACY),
+    p.add_argument("--problems", nargs="*", default=list(ACCURACY), choices=list(ACCURACY),
                    help="for --part accuracy: which problems (default all)")
     p.add_argument("--out", default="runs/geometry", help="for --part accuracy")
     p.add_argument("--deepxde-python", default=None,
