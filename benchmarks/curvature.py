@@ -48,6 +48,11 @@ Methods (`--methods`, comma-separated; the registry `METHODS`):
 - `adam+ssbroyden2`, `adam+ssbfgs`: Adam for `--adam-share` of the budget, then the
   self-scaled Broyden / BFGS update (`sciml.SSBroyden2()`, `sciml.SSBFGS()`: dense
   inverse Hessian, strong-Wolfe line search) on ½‖r‖² (the second not in the default list).
+- `adam-rs` (Burgers): Adam on `--points` points drawn afresh every step.
+- `adam+ssbroyden2-rs`, `adam+lbfgs-rs`, `adam+bfgs-rs` (Burgers): Adam on `--points`
+  points drawn afresh every step, then the second update in stages of `--stage-steps`
+  steps, each on a fresh uniform draw of `--resample-points` points (a quasi-Newton
+  stage needs one fixed objective; between stages its Hessian estimate starts again).
 """
 
 from __future__ import annotations
@@ -191,6 +196,7 @@ class Case(NamedTuple):
     target: float  # the issue's target (dashed line)
     adam_lr: Any
     every: int  # record the metric every `every` first-order steps
+    sampled: Callable | None = None  # n -> residual loss drawing n points from its key
 
 
 def n_params(model):
@@ -241,6 +247,15 @@ def burgers_case(args, key):
     X, T = np.meshgrid(x, t)
     test = jnp.asarray(np.stack([X.ravel(), T.ravel()], axis=1))
     nu = pinn_burgers.NU
+
+    def sampled(n):
+        def residual(model, batch, *, key):
+            pts = jax.random.uniform(key, (n, 2), jnp.float64, lo, hi)
+            return pde_residual(lambda u, p: P.burgers_residual(u, p, nu), pts, None,
+                                None)(model, batch, key=key)
+
+        return residual
+
     return Case(
         "burgers",
         f"Burgers nu = 0.01/pi, 2-{width}x3-1 tanh ({n_params(model)} params), "
@@ -249,7 +264,7 @@ def burgers_case(args, key):
         pde_residual(lambda u, p: P.burgers_residual(u, p, nu), points, None, None),
         rel_l2_metric(test, u_ref.ravel()),
         "rel. L2", (1e-2, 1e-3, 1e-4), 1e-4,
-        optax.exponential_decay(1e-3, 5000, 0.5), 100,
+        optax.exponential_decay(1e-3, 5000, 0.5), 100, sampled,
     )
 
 
@@ -274,7 +289,8 @@ def deeponet_case(args, key):
     space = sd.GRF(0.2)
     train = so.as_arrays(sd.antiderivative(space, num=1000, sensors=100, key=trkey), jnp.float64)
     test = so.as_arrays(sd.antiderivative(space, num=1000, sensors=100, key=tekey), jnp.float64)
-    model = so.DeepONet([100, 40, 40], [1, 40, 40], activation=jax.nn.relu, key=mkey)
+    act = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu}[args.activation]
+    model = so.DeepONet([100, 40, 40], [1, 40, 40], activation=act, key=mkey)
     model = jax.tree.map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a,
                          model)
 
@@ -283,7 +299,8 @@ def deeponet_case(args, key):
 
     return Case(
         "deeponet",
-        f"DeepONet antiderivative, [100,40,40]/[1,40,40] ReLU ({n_params(model)} params), "
+        f"DeepONet antiderivative, [100,40,40]/[1,40,40] {args.activation} "
+        f"({n_params(model)} params), "
         "1000 x 100 training values",
         model, deeponet_residual(train), test_mse, "test MSE",
         (1e-5, 2e-6, 9.3e-7), 9.3e-7, 1e-3, 100,
@@ -314,11 +331,11 @@ class ErrorRecorder:
         return info.elapsed >= self.budget
 
 
-def run_stage(model, case, loss, update, budget, every, key):
-    """`fit` from `model` until `budget` seconds of wall time; returns (model,
-    [(time, error)], info)."""
+def run_stage(model, case, loss, update, budget, every, key, steps=10**8):
+    """`fit` from `model` for `steps` steps or until `budget` seconds of wall time;
+    returns (model, [(time, error)], info)."""
     rec = ErrorRecorder(case.metric, every, budget)
-    res = sciml.fit(model, loss, update, steps=10**8, key=key, progress=False,
+    res = sciml.fit(model, loss, update, steps=steps, key=key, progress=False,
                     callbacks=[rec])
     hist = res.history
     times = hist["time"]
@@ -360,6 +377,45 @@ def two_stages(first_of, then_of, then_every):
     return run
 
 
+def resampled(then_of, then_every):
+    """Adam on `--points` points drawn afresh every step for `args.adam_share` of the
+    budget, then another update in stages of `--stage-steps` steps, each on its own
+    fresh draw of `--resample-points` points (the case's `sampled` loss)."""
+
+    def run(case, budget, key, args):
+        if case.sampled is None:
+            raise SystemExit(f"--methods: {case.name} has no sampling loss for resampling")
+        adam = (half_square(case.sampled(args.points)), optax.adam(case.adam_lr))
+        m, c1, i1 = run_stage(case.model, case, *adam, budget * args.adam_share,
+                              case.every, key)
+        _, update = then_of(case, args)
+        loss = half_square(case.sampled(args.resample_points))
+        # One `fit` per draw of points (the loss samples them from the stage's key; the
+        # same loss and update reuse one compiled program).
+        curve, used, steps, compile_s, i = list(c1), i1["total_s"], i1["steps"], 0.0, 0
+        while used < budget:
+            i += 1
+            m, c2, i2 = run_stage(m, case, loss, update, budget - used, then_every,
+                                  jax.random.fold_in(key, i), steps=args.stage_steps)
+            curve += [(t + used, e) for t, e in c2]
+            used, steps = used + i2["total_s"], steps + i2["steps"]
+            compile_s += i2["compile_s"]
+        info = dict(i2, steps=steps, adam_steps=i1["steps"], draws=i,
+                    compile_s=i1["compile_s"] + compile_s, total_s=used)
+        return curve, info
+
+    return run
+
+
+def adam_resampled(case, budget, key, args):
+    """Adam on `--points` points drawn afresh every step, for the whole budget."""
+    if case.sampled is None:
+        raise SystemExit(f"--methods: {case.name} has no sampling loss for resampling")
+    _, curve, info = run_stage(case.model, case, half_square(case.sampled(args.points)),
+                               optax.adam(case.adam_lr), budget, case.every, key)
+    return curve, info
+
+
 def adam_update(case, args):
     return half_square(case.residual), optax.adam(case.adam_lr)
 
@@ -387,6 +443,10 @@ def ssbroyden2_update(case, args):
     return half_square(case.residual), sciml.SSBroyden2()
 
 
+def bfgs_update(case, args):
+    return half_square(case.residual), sciml.BFGS()
+
+
 def ssbfgs_update(case, args):
     return half_square(case.residual), sciml.SSBFGS()
 
@@ -400,6 +460,10 @@ METHODS = {
     "adam+lm": two_stages(adam_update, gauss_newton_update, 1),
     "adam+ssbroyden2": two_stages(adam_update, ssbroyden2_update, 10),
     "adam+ssbfgs": two_stages(adam_update, ssbfgs_update, 10),
+    "adam-rs": adam_resampled,
+    "adam+ssbroyden2-rs": resampled(ssbroyden2_update, 10),
+    "adam+lbfgs-rs": resampled(lbfgs_update, 10),
+    "adam+bfgs-rs": resampled(bfgs_update, 10),
 }
 DEFAULT_METHODS = "adam,adam+lbfgs,lm,engd,adam+ssbroyden2"
 
@@ -609,7 +673,13 @@ def parse_args(argv=None):
     parser.add_argument("--width", type=int, default=None,
                         help="hidden width (Poisson, heat: 64; Burgers: 20, at most 30)")
     parser.add_argument("--points", type=int, default=2540, help="Burgers collocation points")
+    parser.add_argument("--resample-points", type=int, default=8000,
+                        help="-rs methods: points of each second-stage draw")
+    parser.add_argument("--stage-steps", type=int, default=1000,
+                        help="-rs methods: steps on each draw of points")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--activation", choices=["relu", "tanh", "gelu"], default="relu",
+                        help="deeponet: the networks' activation (the problem's is relu)")
     parser.add_argument("--adam-share", type=float, default=0.25,
                         help="share of the budget Adam gets before L-BFGS / LM")
     parser.add_argument("--engd-damping", type=float, default=1e-10)
