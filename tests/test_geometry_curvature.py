@@ -15,7 +15,7 @@ import sciml.pinn
 
 
 PROBLEMS = pathlib.Path(__file__).resolve().parent.parent / "problems"
-NAMES = ["poisson_lshape", "poisson2d_c", "kovasznay"]
+NAMES = ["poisson_lshape", "poisson2d_c", "kovasznay", "lid_cavity"]
 
 
 def _load(name):
