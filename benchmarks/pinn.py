@@ -96,8 +96,10 @@ def kronmuller(seed: int, adam_steps: int, lbfgs_steps: int) -> dict:
 
 
 def kronmuller_side_by_side(seed: int, adam_steps: int, lbfgs_steps: int, gn_steps: int,
-                            gn_solver: str = "auto", width: int = 48, depth: int = 3) -> dict:
-    """Adam, then L-BFGS or Gauss-Newton from the same Adam model, in one run.
+                            gn_solver: str = "auto", width: int = 48, depth: int = 3,
+                            qn_steps: int = 0) -> dict:
+    """Adam, then L-BFGS, Gauss-Newton or (`qn_steps` > 0) the self-scaled Broyden
+    update `sciml.SSBroyden2` from the same Adam model, in one run.
 
     Same family, network, initial weights, Adam stage and fixed conditions (the 8 x 6
     Gauss-Legendre grid of `eigen_stages`, 160 nodes each): L-BFGS on the mean Rayleigh
@@ -132,6 +134,24 @@ def kronmuller_side_by_side(seed: int, adam_steps: int, lbfgs_steps: int, gn_ste
     out.update(lbfgs_steps=lbfgs_steps, lbfgs_s=time.perf_counter() - t0)
     out["lbfgs_mean_rel"], out["lbfgs_max_rel"] = error(lbfgs)
 
+    if qn_steps:
+        qn_trace = []
+
+        class RecordQN:
+            every = max(1, qn_steps // 10)
+
+            def __call__(self, info):
+                qn_trace.append((info.step, info.elapsed, error(info.model)[0], info.loss))
+
+        t0 = time.perf_counter()
+        res = sciml.fit(after_adam, family.loss, sciml.SSBroyden2(), steps=qn_steps,
+                        data=grid, key=fkey, progress=False, callbacks=[RecordQN()])
+        out.update(qn_steps=qn_steps, qn_s=time.perf_counter() - t0,
+                   qn_trace=[(s, round(e, 1), f"{m:.2e}", f"{v:.3e}")
+                             for s, e, m, v in qn_trace])
+        out["qn_mean_rel"], out["qn_max_rel"] = error(res.model)
+    if not gn_steps:
+        return out
     solvers = {"auto": None, "cg": sciml.train.CGSolve(), "dense": sciml.train.DenseSolve(),
                "cholesky": sciml.train.DenseSolve(normal_equations=True)}
     update = sciml.GaussNewton(solver=solvers[gn_solver])
@@ -348,6 +368,8 @@ def main(argv=None) -> int:
                    help="Gauss-Newton steps after Adam (--part eigen-gn)")
     p.add_argument("--eigen-gn-solver", choices=("auto", "cg", "dense", "cholesky"),
                    default="auto")
+    p.add_argument("--eigen-qn", type=int, default=0,
+                   help="sciml.SSBroyden2 steps after Adam (--part eigen-gn; 0: none)")
     p.add_argument("--eigen-width", type=int, default=48)
     p.add_argument("--eigen-depth", type=int, default=3)
     p.add_argument("--speed-steps", type=int, default=2000)
@@ -371,7 +393,8 @@ def main(argv=None) -> int:
         ]
     if args.part == "eigen-gn":
         k = kronmuller_side_by_side(args.seed, args.eigen_adam, args.eigen_lbfgs, args.eigen_gn,
-                                    args.eigen_gn_solver, args.eigen_width, args.eigen_depth)
+                                    args.eigen_gn_solver, args.eigen_width, args.eigen_depth,
+                                    args.eigen_qn)
         print("kronmuller side by side:", k, flush=True)
         rows += [
             (f"Kronmueller {k['network']} after Adam {k['adam_steps']} ({k['adam_s']:.0f} s), "
@@ -379,10 +402,15 @@ def main(argv=None) -> int:
              f"{k['adam_mean_rel']:.2e}", ""),
             (f"+ L-BFGS {k['lbfgs_steps']} ({k['lbfgs_s']:.0f} s), mean / max rel. eps",
              f"{k['lbfgs_mean_rel']:.2e} / {k['lbfgs_max_rel']:.2e}", ""),
-            (f"+ GaussNewton {k['gn_steps']} ({k['gn_solver']}, {k['gn_s']:.0f} s), "
-             "mean / max rel. eps", f"{k['gn_mean_rel']:.2e} / {k['gn_max_rel']:.2e}",
-             "mean below L-BFGS's, in less time"),
         ]
+        if "qn_steps" in k:
+            rows.append((f"+ SSBroyden2 {k['qn_steps']} ({k['qn_s']:.0f} s), mean / max rel. eps",
+                         f"{k['qn_mean_rel']:.2e} / {k['qn_max_rel']:.2e}",
+                         "mean below L-BFGS's, in less time"))
+        if "gn_steps" in k:
+            rows.append((f"+ GaussNewton {k['gn_steps']} ({k['gn_solver']}, {k['gn_s']:.0f} s), "
+                         "mean / max rel. eps", f"{k['gn_mean_rel']:.2e} / {k['gn_max_rel']:.2e}",
+                         "mean below L-BFGS's, in less time"))
     if args.part in ("all", "burgers", "speed"):
         s = burgers_speed(args.seed, args.speed_steps)
         print("burgers speed:", s, flush=True)
