@@ -15,7 +15,7 @@ import sciml.pinn
 
 
 PROBLEMS = pathlib.Path(__file__).resolve().parent.parent / "problems"
-NAMES = ["poisson_lshape", "poisson2d_c", "kovasznay", "lid_cavity"]
+NAMES = ["poisson_lshape", "poisson2d_c", "kovasznay", "lid_cavity", "heat_holes"]
 
 
 def _load(name):
